@@ -1,0 +1,28 @@
+#pragma once
+// FFTW plans, created once per transform shape and cached for the life of the
+// process. FFTW's planner is not thread-safe, so creation holds a lock; the
+// new-array execute functions are, so execution takes only a shared lock for
+// the lookup.
+
+#include "ops/spectral_backend.h"
+
+#include <cstdint>
+
+namespace dash::ops::cpu {
+
+struct FftPlanStats {
+  int64_t created = 0;  // plans made by the FFTW planner
+  int64_t reused = 0;   // executions that found their plan in the cache
+};
+FftPlanStats fft_plan_stats();
+
+// Real-to-complex transforms of g.count arrays [fft0(, fft1)] stored
+// contiguously at `in`, written to `out` in g.layout. Does not modify `in`.
+// dtype: at::kFloat or at::kDouble.
+void execute_r2c(const FftGeometry& g, at::ScalarType dtype, void* in, void* out);
+
+// Complex-to-real transforms (unnormalised) of spectra at `in` (g.layout) to
+// g.count contiguous real arrays at `out`. Overwrites `in`.
+void execute_c2r(const FftGeometry& g, at::ScalarType dtype, void* in, void* out);
+
+}  // namespace dash::ops::cpu

@@ -1,0 +1,256 @@
+// CPU backend of spectral_conv: FFTW transforms, elementwise products for
+// depthwise layers and oneDNN batched matrix products for full layers.
+
+#include <ATen/Parallel.h>
+
+#include "ops/cpu/dnnl_matmul.h"
+#include "ops/cpu/fftw_plans.h"
+#include "ops/spectral_backend.h"
+
+namespace dash::ops {
+namespace {
+
+using cpu::batched_matmul;
+
+at::Tensor spectrum_empty(const FftGeometry& g, const at::TensorOptions& opts) {
+  if (g.layout == SpectrumLayout::kBinMajor) return at::empty({g.bins(), g.count, 2}, opts);
+  return at::empty({g.count, g.bins(), 2}, opts);
+}
+
+// Pad x [count, m0(, m1)] with zeros to [count, fft0(, fft1)].
+at::Tensor zero_pad(const at::Tensor& x, const FftGeometry& g) {
+  std::vector<int64_t> pad;
+  for (int axis = g.rank - 1; axis >= 0; --axis) {
+    pad.push_back(0);
+    pad.push_back(g.fft[axis] - x.size(axis + 1));
+  }
+  bool any = false;
+  for (int64_t p : pad) any = any || p != 0;
+  return any ? at::constant_pad_nd(x, pad, 0) : x.contiguous();
+}
+
+// ---- depthwise: one complex multiply per bin -------------------------------
+
+template <typename T>
+void dw_forward(const T* X, const T* H, T* Y, int64_t count, int64_t channels, int64_t bins,
+                T scale) {
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const T* x = X + 2 * t * bins;
+      const T* h = H + 2 * (t % channels) * bins;
+      T* y = Y + 2 * t * bins;
+      for (int64_t f = 0; f < bins; ++f) {
+        const T xr = x[2 * f], xi = x[2 * f + 1];
+        const T hr = h[2 * f] * scale, hi = h[2 * f + 1] * scale;
+        y[2 * f] = xr * hr + xi * hi;  // x * conj(h)
+        y[2 * f + 1] = xi * hr - xr * hi;
+      }
+    }
+  });
+}
+
+template <typename T>
+void dw_input_grad(const T* dY, const T* H, T* dX, int64_t count, int64_t channels, int64_t bins,
+                   T scale) {
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const T* y = dY + 2 * t * bins;
+      const T* h = H + 2 * (t % channels) * bins;
+      T* x = dX + 2 * t * bins;
+      for (int64_t f = 0; f < bins; ++f) {
+        const T yr = y[2 * f], yi = y[2 * f + 1];
+        const T hr = h[2 * f] * scale, hi = h[2 * f + 1] * scale;
+        x[2 * f] = yr * hr - yi * hi;  // dy * h
+        x[2 * f + 1] = yr * hi + yi * hr;
+      }
+    }
+  });
+}
+
+template <typename T>
+void dw_kernel_grad(const T* X, const T* dY, T* dH, int64_t batch, int64_t channels, int64_t bins,
+                    T scale) {
+  // Parallel over (channel, block of bins) so that a handful of channels still
+  // keeps every thread busy.
+  constexpr int64_t kBlock = 256;
+  const int64_t blocks = (bins + kBlock - 1) / kBlock;
+  at::parallel_for(0, channels * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t c = job / blocks;
+      const int64_t f0 = (job % blocks) * kBlock;
+      const int64_t f1 = std::min(bins, f0 + kBlock);
+      T* h = dH + 2 * c * bins;
+      for (int64_t f = f0; f < f1; ++f) h[2 * f] = h[2 * f + 1] = 0;
+      for (int64_t b = 0; b < batch; ++b) {
+        const T* x = X + 2 * (b * channels + c) * bins;
+        const T* y = dY + 2 * (b * channels + c) * bins;
+        for (int64_t f = f0; f < f1; ++f) {
+          const T xr = x[2 * f], xi = x[2 * f + 1];
+          const T yr = y[2 * f], yi = y[2 * f + 1];
+          h[2 * f] += xr * yr + xi * yi;  // x * conj(dy)
+          h[2 * f + 1] += xi * yr - xr * yi;
+        }
+      }
+      for (int64_t f = f0; f < f1; ++f) {
+        h[2 * f] *= scale;
+        h[2 * f + 1] *= scale;
+      }
+    }
+  });
+}
+
+// ---- full channels: a real matrix product per bin --------------------------
+//
+// A complex row vector x (K values, interleaved re/im = 2K reals) times a
+// complex K x N matrix A equals the real row vector times the 2K x 2N matrix
+//   E[2k+a][2n+a'] = [[ Re A, Im A], [-Im A, Re A]][a][a'] at (k, n).
+// The input spectrum stays as it is; only the small kernel spectrum is expanded.
+
+// H: [bins][out][in][2]. Writes E: [bins][2*rows][2*cols] for
+// A[r][c] = scale * (conj_h ? conj(H[c][r]) : H[r][c]), i.e. rows = in, cols =
+// out when transposed (forward) and rows = out, cols = in otherwise.
+template <typename T>
+void expand_kernel(const T* H, T* E, int64_t bins, int64_t out, int64_t in, bool forward,
+                   T scale) {
+  const int64_t rows = forward ? in : out;
+  const int64_t cols = forward ? out : in;
+  at::parallel_for(0, bins, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t f = begin; f < end; ++f) {
+      const T* h = H + 2 * f * out * in;
+      T* e = E + 4 * f * rows * cols;
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < cols; ++c) {
+          // forward: A[i][o] = conj(H[o][i]); input grad: A[o][i] = H[o][i]
+          const int64_t idx = forward ? (c * in + r) : (r * in + c);
+          const T ar = h[2 * idx] * scale;
+          const T ai = (forward ? -h[2 * idx + 1] : h[2 * idx + 1]) * scale;
+          T* top = e + (2 * r) * (2 * cols) + 2 * c;
+          T* bottom = top + 2 * cols;
+          top[0] = ar;
+          top[1] = ai;
+          bottom[0] = -ai;
+          bottom[1] = ar;
+        }
+      }
+    }
+  });
+}
+
+// P: [bins][2*out][2*in] with P[(o,a)][(c,a')] = sum_b dY_a[b,o] X_a'[b,c].
+// dH[o,c] = scale * sum_b X[b,c] conj(dY[b,o]).
+template <typename T>
+void combine_kernel_grad(const T* P, T* dH, int64_t bins, int64_t out, int64_t in, T scale) {
+  at::parallel_for(0, bins, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t f = begin; f < end; ++f) {
+      const T* p = P + 4 * f * out * in;
+      T* h = dH + 2 * f * out * in;
+      for (int64_t o = 0; o < out; ++o) {
+        const T* re_row = p + (2 * o) * (2 * in);  // a = re
+        const T* im_row = re_row + 2 * in;         // a = im
+        for (int64_t c = 0; c < in; ++c) {
+          h[2 * (o * in + c)] = scale * (re_row[2 * c] + im_row[2 * c + 1]);
+          h[2 * (o * in + c) + 1] = scale * (re_row[2 * c + 1] - im_row[2 * c]);
+        }
+      }
+    }
+  });
+}
+
+class CpuSpectralBackend final : public SpectralBackend {
+ public:
+  at::Tensor rfft(const at::Tensor& x, const FftGeometry& g) override {
+    at::Tensor padded = zero_pad(x, g);
+    at::Tensor out = spectrum_empty(g, x.options());
+    cpu::execute_r2c(g, x.scalar_type(), padded.data_ptr(), out.data_ptr());
+    return out;
+  }
+
+  at::Tensor irfft_consume(at::Tensor& spectrum, const FftGeometry& g,
+                           std::array<int64_t, 2> keep) override {
+    std::vector<int64_t> shape{g.count, g.fft[0]};
+    if (g.rank == 2) shape.push_back(g.fft[1]);
+    at::Tensor full = at::empty(shape, spectrum.options());
+    cpu::execute_c2r(g, spectrum.scalar_type(), spectrum.data_ptr(), full.data_ptr());
+    at::Tensor kept = full.narrow(1, 0, keep[0]);
+    if (g.rank == 2) kept = kept.narrow(2, 0, keep[1]);
+    return kept.is_contiguous() ? kept : kept.contiguous();
+  }
+
+  at::Tensor product_forward(const at::Tensor& X, const at::Tensor& H, const ChannelGeometry& c,
+                             double scale) override {
+    if (c.depthwise) {
+      at::Tensor Y = at::empty_like(X);
+      AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "dw_forward", [&] {
+        dw_forward<scalar_t>(X.data_ptr<scalar_t>(), H.data_ptr<scalar_t>(),
+                             Y.data_ptr<scalar_t>(), c.batch * c.in_channels, c.in_channels,
+                             c.bins, static_cast<scalar_t>(scale));
+      });
+      return Y;
+    }
+    at::Tensor E = at::empty({c.bins, 2 * c.in_channels, 2 * c.out_channels}, X.options());
+    AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "expand_kernel", [&] {
+      expand_kernel<scalar_t>(H.data_ptr<scalar_t>(), E.data_ptr<scalar_t>(), c.bins,
+                              c.out_channels, c.in_channels, true, static_cast<scalar_t>(scale));
+    });
+    // [bins][batch][2 in] @ [bins][2 in][2 out]
+    return batched_matmul(X.view({c.bins, c.batch, 2 * c.in_channels}), E)
+        .view({c.bins, c.batch * c.out_channels, 2});
+  }
+
+  at::Tensor product_input_grad(const at::Tensor& dY, const at::Tensor& H,
+                                const ChannelGeometry& c, double scale) override {
+    if (c.depthwise) {
+      at::Tensor dX = at::empty_like(dY);
+      AT_DISPATCH_FLOATING_TYPES(dY.scalar_type(), "dw_input_grad", [&] {
+        dw_input_grad<scalar_t>(dY.data_ptr<scalar_t>(), H.data_ptr<scalar_t>(),
+                                dX.data_ptr<scalar_t>(), c.batch * c.in_channels, c.in_channels,
+                                c.bins, static_cast<scalar_t>(scale));
+      });
+      return dX;
+    }
+    at::Tensor E = at::empty({c.bins, 2 * c.out_channels, 2 * c.in_channels}, dY.options());
+    AT_DISPATCH_FLOATING_TYPES(dY.scalar_type(), "expand_kernel", [&] {
+      expand_kernel<scalar_t>(H.data_ptr<scalar_t>(), E.data_ptr<scalar_t>(), c.bins,
+                              c.out_channels, c.in_channels, false, static_cast<scalar_t>(scale));
+    });
+    return batched_matmul(dY.view({c.bins, c.batch, 2 * c.out_channels}), E)
+        .view({c.bins, c.batch * c.in_channels, 2});
+  }
+
+  at::Tensor product_kernel_grad(const at::Tensor& X, const at::Tensor& dY,
+                                 const ChannelGeometry& c, double scale) override {
+    if (c.depthwise) {
+      at::Tensor dH = at::empty({c.in_channels, c.bins, 2}, X.options());
+      AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "dw_kernel_grad", [&] {
+        dw_kernel_grad<scalar_t>(X.data_ptr<scalar_t>(), dY.data_ptr<scalar_t>(),
+                                 dH.data_ptr<scalar_t>(), c.batch, c.in_channels, c.bins,
+                                 static_cast<scalar_t>(scale));
+      });
+      return dH;
+    }
+    // dY^T as a strided view: [bins][2 out][batch].
+    at::Tensor dYt = dY.view({c.bins, c.batch, 2 * c.out_channels}).transpose(1, 2);
+    at::Tensor P = batched_matmul(dYt, X.view({c.bins, c.batch, 2 * c.in_channels}));
+    at::Tensor dH = at::empty({c.bins, c.out_channels * c.in_channels, 2}, X.options());
+    AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "combine_kernel_grad", [&] {
+      combine_kernel_grad<scalar_t>(P.data_ptr<scalar_t>(), dH.data_ptr<scalar_t>(), c.bins,
+                                    c.out_channels, c.in_channels, static_cast<scalar_t>(scale));
+    });
+    return dH;
+  }
+};
+
+}  // namespace
+
+SpectralBackend& cpu_spectral_backend() {
+  static CpuSpectralBackend backend;
+  return backend;
+}
+
+SpectralBackend& spectral_backend_for(const at::Device& device) {
+  if (device.is_cpu()) return cpu_spectral_backend();
+  TORCH_CHECK(false, "spectral_conv: no backend for device ", device.str(),
+              " in this build (CUDA support is built with -DDASH_WITH_CUDA=ON)");
+}
+
+}  // namespace dash::ops

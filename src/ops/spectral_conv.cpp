@@ -1,0 +1,246 @@
+// The autograd wrapper of spectral_conv. It owns the mathematics that every
+// backend shares:
+//
+//  * A kernel tap at offset m in [-P, P] (P = (taps-1)/2) is stored at index
+//    m mod N of a length-N array h. For an input supported on [0, n), the
+//    circular correlation  y[i] = sum_m h[m] x[i+m]  equals the zero-padded
+//    linear one on every output i in [0, n) as soon as N >= n + P: an offset
+//    that wraps around lands on a zero of either x or h. In the Fourier domain
+//    that is  Y = X * conj(H).
+//  * Its adjoints are again products of spectra: dX = dY * H (a convolution)
+//    and dH = X * conj(dY) (a correlation), so backward reuses the forward's
+//    transforms of x and h and needs only one new forward transform, of dy.
+//  * Stride s keeps every s-th output; its adjoint scatters dy back to full
+//    resolution.
+
+#include "ops/spectral_conv.h"
+
+#include <torch/torch.h>
+
+#include "ops/fast_size.h"
+#include "ops/spectral_backend.h"
+
+namespace dash::ops {
+
+SpectralAxis spectral_axis(int64_t n, int64_t kernel_taps) {
+  TORCH_CHECK(n >= 1, "spectral_conv: spatial size must be >= 1, got ", n);
+  TORCH_CHECK(kernel_taps >= 1 && kernel_taps % 2 == 1,
+              "spectral_conv: kernel size must be odd for 'same' padding, got ", kernel_taps);
+  SpectralAxis a;
+  a.n = n;
+  a.taps = std::min(kernel_taps, 2 * n - 1);
+  a.fft = fast_fft_size(n + (a.taps - 1) / 2);
+  return a;
+}
+
+namespace {
+
+struct ConvPlan {
+  int rank = 1;
+  std::array<SpectralAxis, 2> axes{};
+  std::array<int64_t, 2> frame{1, 1};  // kernel size per axis before cropping
+  std::array<int64_t, 2> stride{1, 1};
+  ChannelGeometry channels;
+  int64_t in_per_group = 0;
+  FftGeometry data, out, kernel;
+
+  double scale() const {
+    return 1.0 / static_cast<double>(rank == 1 ? axes[0].fft : axes[0].fft * axes[1].fft);
+  }
+};
+
+ConvPlan make_plan(at::IntArrayRef x, at::IntArrayRef w, at::IntArrayRef stride, int64_t groups) {
+  TORCH_CHECK(x.size() == 3 || x.size() == 4,
+              "spectral_conv: input must be [batch, channels, length] or [batch, channels, h, w], "
+              "got ", x.size(), " dimensions");
+  TORCH_CHECK(w.size() == x.size(), "spectral_conv: weight has ", w.size(),
+              " dimensions but the input has ", x.size());
+  ConvPlan p;
+  p.rank = static_cast<int>(x.size()) - 2;
+  const int64_t batch = x[0], in = x[1], out = w[0];
+  TORCH_CHECK(groups >= 1, "spectral_conv: groups must be >= 1, got ", groups);
+  const bool depthwise = groups > 1;
+  TORCH_CHECK(groups == 1 || (groups == in && out == in),
+              "spectral_conv: groups must be 1 or equal to the channel count (depthwise, in == "
+              "out), got groups=", groups, " with ", in, " input and ", out, " output channels");
+  TORCH_CHECK(w[1] * groups == in, "spectral_conv: weight expects ", w[1] * groups,
+              " input channels, the input has ", in);
+  TORCH_CHECK(stride.size() == 1 || static_cast<int>(stride.size()) == p.rank,
+              "spectral_conv: stride needs 1 or ", p.rank, " values, got ", stride.size());
+  for (int axis = 0; axis < p.rank; ++axis) {
+    p.frame[axis] = w[2 + axis];
+    p.axes[axis] = spectral_axis(x[2 + axis], w[2 + axis]);
+    p.stride[axis] = stride.size() == 1 ? stride[0] : stride[axis];
+    TORCH_CHECK(p.stride[axis] >= 1, "spectral_conv: stride must be >= 1, got ", p.stride[axis]);
+  }
+  p.in_per_group = w[1];
+  p.channels.batch = batch;
+  p.channels.in_channels = in;
+  p.channels.out_channels = out;
+  p.channels.depthwise = depthwise;
+
+  FftGeometry g;
+  g.rank = p.rank;
+  g.fft = {p.axes[0].fft, p.rank == 2 ? p.axes[1].fft : 1};
+  g.layout = depthwise ? SpectrumLayout::kTransformMajor : SpectrumLayout::kBinMajor;
+  p.channels.bins = g.bins();
+  p.data = p.out = p.kernel = g;
+  p.data.count = batch * in;
+  p.out.count = batch * out;
+  p.kernel.count = out * p.in_per_group;
+  return p;
+}
+
+std::vector<int64_t> spatial_dims(int rank) {
+  return rank == 1 ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2};
+}
+
+// Weight [out, in/g, R...] -> [out*in/g, N...] circular kernels (tap offset m
+// at index m mod N), after cropping to the taps that can reach the input.
+at::Tensor circular_kernel(const at::Tensor& w, const ConvPlan& p) {
+  at::Tensor k = w;
+  for (int axis = 0; axis < p.rank; ++axis) {
+    const int64_t taps = p.axes[axis].taps;
+    k = k.narrow(2 + axis, (p.frame[axis] - taps) / 2, taps);
+  }
+  std::vector<int64_t> shape{p.kernel.count};
+  std::vector<int64_t> pad, shifts;
+  for (int axis = 0; axis < p.rank; ++axis) shape.push_back(p.axes[axis].taps);
+  for (int axis = p.rank - 1; axis >= 0; --axis) {
+    pad.push_back(0);
+    pad.push_back(p.axes[axis].fft - p.axes[axis].taps);
+  }
+  for (int axis = 0; axis < p.rank; ++axis) shifts.push_back(-(p.axes[axis].taps - 1) / 2);
+  k = at::constant_pad_nd(k.reshape(shape), pad, 0);
+  return at::roll(k, shifts, spatial_dims(p.rank)).contiguous();
+}
+
+// The adjoint of circular_kernel: [out*in/g, N...] -> [out, in/g, R...].
+at::Tensor uncircular_kernel(const at::Tensor& h, const ConvPlan& p) {
+  std::vector<int64_t> shifts;
+  for (int axis = 0; axis < p.rank; ++axis) shifts.push_back((p.axes[axis].taps - 1) / 2);
+  at::Tensor k = at::roll(h, shifts, spatial_dims(p.rank));
+  std::vector<int64_t> shape{p.channels.out_channels, p.in_per_group};
+  std::vector<int64_t> pad;
+  for (int axis = 0; axis < p.rank; ++axis) {
+    k = k.narrow(1 + axis, 0, p.axes[axis].taps);
+    shape.push_back(p.axes[axis].taps);
+  }
+  for (int axis = p.rank - 1; axis >= 0; --axis) {
+    const int64_t side = (p.frame[axis] - p.axes[axis].taps) / 2;
+    pad.push_back(side);
+    pad.push_back(side);
+  }
+  return at::constant_pad_nd(k.reshape(shape), pad, 0);
+}
+
+at::Tensor subsample(const at::Tensor& y, const ConvPlan& p) {
+  at::Tensor s = y;
+  for (int axis = 0; axis < p.rank; ++axis) {
+    if (p.stride[axis] > 1) s = s.slice(2 + axis, 0, c10::nullopt, p.stride[axis]);
+  }
+  return s.is_contiguous() ? s : s.contiguous();
+}
+
+at::Tensor upsample_adjoint(const at::Tensor& dy, const ConvPlan& p) {
+  bool strided = false;
+  for (int axis = 0; axis < p.rank; ++axis) strided = strided || p.stride[axis] > 1;
+  if (!strided) return dy.contiguous();
+  std::vector<int64_t> shape{p.channels.batch, p.channels.out_channels};
+  for (int axis = 0; axis < p.rank; ++axis) shape.push_back(p.axes[axis].n);
+  at::Tensor full = at::zeros(shape, dy.options());
+  at::Tensor view = full;
+  for (int axis = 0; axis < p.rank; ++axis) {
+    view = view.slice(2 + axis, 0, c10::nullopt, p.stride[axis]);
+  }
+  view.copy_(dy);
+  return full;
+}
+
+std::array<int64_t, 2> input_sizes(const ConvPlan& p) {
+  return {p.axes[0].n, p.rank == 2 ? p.axes[1].n : 1};
+}
+
+std::vector<int64_t> flat_shape(int64_t count, const ConvPlan& p) {
+  std::vector<int64_t> shape{count};
+  for (int axis = 0; axis < p.rank; ++axis) shape.push_back(p.axes[axis].n);
+  return shape;
+}
+
+class SpectralConvFunction : public torch::autograd::Function<SpectralConvFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& w, std::vector<int64_t> stride, int64_t groups) {
+    const ConvPlan p = make_plan(x.sizes(), w.sizes(), stride, groups);
+    SpectralBackend& backend = spectral_backend_for(x.device());
+
+    at::Tensor X = backend.rfft(x.reshape(flat_shape(p.data.count, p)), p.data);
+    at::Tensor H = backend.rfft(circular_kernel(w, p), p.kernel);
+    at::Tensor Y = backend.product_forward(X, H, p.channels, p.scale());
+    at::Tensor y = backend.irfft_consume(Y, p.out, input_sizes(p));
+
+    std::vector<int64_t> shape{p.channels.batch, p.channels.out_channels};
+    for (int axis = 0; axis < p.rank; ++axis) shape.push_back(p.axes[axis].n);
+    ctx->saved_data["X"] = X;
+    ctx->saved_data["H"] = H;
+    ctx->saved_data["x_sizes"] = x.sizes().vec();
+    ctx->saved_data["w_sizes"] = w.sizes().vec();
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["groups"] = groups;
+    return subsample(y.view(shape), p);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto x_sizes = ctx->saved_data["x_sizes"].toIntVector();
+    const auto w_sizes = ctx->saved_data["w_sizes"].toIntVector();
+    const auto stride = ctx->saved_data["stride"].toIntVector();
+    const ConvPlan p = make_plan(x_sizes, w_sizes, stride, ctx->saved_data["groups"].toInt());
+    const at::Tensor X = ctx->saved_data["X"].toTensor();
+    const at::Tensor H = ctx->saved_data["H"].toTensor();
+    SpectralBackend& backend = spectral_backend_for(X.device());
+
+    at::Tensor dy = upsample_adjoint(grads[0], p);
+    at::Tensor dY = backend.rfft(dy.reshape(flat_shape(p.out.count, p)), p.out);
+
+    at::Tensor dx, dw;
+    if (ctx->needs_input_grad(1)) {
+      at::Tensor dH = backend.product_kernel_grad(X, dY, p.channels, p.scale());
+      at::Tensor dh = backend.irfft_consume(dH, p.kernel, {p.kernel.fft[0], p.kernel.fft[1]});
+      dw = uncircular_kernel(dh, p);
+    }
+    if (ctx->needs_input_grad(0)) {
+      at::Tensor dX = backend.product_input_grad(dY, H, p.channels, p.scale());
+      dx = backend.irfft_consume(dX, p.data, input_sizes(p)).view(x_sizes);
+    }
+    return {dx, dw, at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor spectral_conv(const at::Tensor& x, const at::Tensor& w,
+                         const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                         int64_t groups) {
+  TORCH_CHECK(x.defined() && w.defined(), "spectral_conv: input and weight must be defined");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "spectral_conv: input must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(w.scalar_type() == x.scalar_type(), "spectral_conv: weight dtype ",
+              w.scalar_type(), " differs from input dtype ", x.scalar_type());
+  TORCH_CHECK(w.device() == x.device(), "spectral_conv: weight is on ", w.device().str(),
+              " but the input is on ", x.device().str());
+  // Validate shapes before autograd records anything.
+  make_plan(x.sizes(), w.sizes(), stride, groups);
+
+  at::Tensor y = SpectralConvFunction::apply(x, w, stride.vec(), groups);
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == w.size(0), "spectral_conv: bias must be [",
+                w.size(0), "], got ", bias->sizes());
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape[1] = w.size(0);
+    y = y + bias->view(shape);
+  }
+  return y;
+}
+
+}  // namespace dash::ops
