@@ -82,12 +82,15 @@ ConvPlan make_plan(at::IntArrayRef x, at::IntArrayRef w, at::IntArrayRef stride,
   FftGeometry g;
   g.rank = p.rank;
   g.fft = {p.axes[0].fft, p.rank == 2 ? p.axes[1].fft : 1};
-  g.layout = depthwise ? SpectrumLayout::kTransformMajor : SpectrumLayout::kBinMajor;
+  g.layout = depthwise ? SpectrumLayout::kTransformMajor : SpectrumLayout::kChannelsLast;
   p.channels.bins = g.bins();
   p.data = p.out = p.kernel = g;
-  p.data.count = batch * in;
-  p.out.count = batch * out;
-  p.kernel.count = out * p.in_per_group;
+  p.data.batch = batch;
+  p.data.channels = in;
+  p.out.batch = batch;
+  p.out.channels = out;
+  p.kernel.batch = out;
+  p.kernel.channels = p.in_per_group;
   return p;
 }
 
@@ -103,7 +106,7 @@ at::Tensor circular_kernel(const at::Tensor& w, const ConvPlan& p) {
     const int64_t taps = p.axes[axis].taps;
     k = k.narrow(2 + axis, (p.frame[axis] - taps) / 2, taps);
   }
-  std::vector<int64_t> shape{p.kernel.count};
+  std::vector<int64_t> shape{p.kernel.count()};
   std::vector<int64_t> pad, shifts;
   for (int axis = 0; axis < p.rank; ++axis) shape.push_back(p.axes[axis].taps);
   for (int axis = p.rank - 1; axis >= 0; --axis) {
@@ -174,7 +177,7 @@ class SpectralConvFunction : public torch::autograd::Function<SpectralConvFuncti
     const ConvPlan p = make_plan(x.sizes(), w.sizes(), stride, groups);
     SpectralBackend& backend = spectral_backend_for(x.device());
 
-    at::Tensor X = backend.rfft(x.reshape(flat_shape(p.data.count, p)), p.data);
+    at::Tensor X = backend.rfft(x.reshape(flat_shape(p.data.count(), p)), p.data);
     at::Tensor H = backend.rfft(circular_kernel(w, p), p.kernel);
     at::Tensor Y = backend.product_forward(X, H, p.channels, p.scale());
     at::Tensor y = backend.irfft_consume(Y, p.out, input_sizes(p));
@@ -201,7 +204,7 @@ class SpectralConvFunction : public torch::autograd::Function<SpectralConvFuncti
     SpectralBackend& backend = spectral_backend_for(X.device());
 
     at::Tensor dy = upsample_adjoint(grads[0], p);
-    at::Tensor dY = backend.rfft(dy.reshape(flat_shape(p.out.count, p)), p.out);
+    at::Tensor dY = backend.rfft(dy.reshape(flat_shape(p.out.count(), p)), p.out);
 
     at::Tensor dx, dw;
     if (ctx->needs_input_grad(1)) {
@@ -210,7 +213,7 @@ class SpectralConvFunction : public torch::autograd::Function<SpectralConvFuncti
       dw = uncircular_kernel(dh, p);
     }
     if (ctx->needs_input_grad(0)) {
-      at::Tensor dX = backend.product_input_grad(dY, H, p.channels, p.scale());
+      at::Tensor dX = backend.product_input_grad_consume(dY, H, p.channels, p.scale());
       dx = backend.irfft_consume(dX, p.data, input_sizes(p)).view(x_sizes);
     }
     return {dx, dw, at::Tensor(), at::Tensor()};

@@ -6,7 +6,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <stdexcept>
-#include <tuple>
+#include <array>
 #include <unordered_map>
 
 namespace dash::ops::cpu {
@@ -17,8 +17,8 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
-// batch, M, K, N, A's three strides
-using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+// batch, M, K, N, then the three strides of A, B and C
+using Key = std::array<int64_t, 13>;
 
 struct Entry {
   dnnl::matmul primitive;
@@ -43,11 +43,11 @@ class MatmulCache {
  private:
   static Entry create(const Key& key) {
     using dt = dnnl::memory::data_type;
-    auto [batch, M, K, N, s0, s1, s2] = key;
+    const int64_t batch = key[0], M = key[1], K = key[2], N = key[3];
     Entry e;
-    e.a = dnnl::memory::desc({batch, M, K}, dt::f32, dnnl::memory::dims{s0, s1, s2});
-    e.b = dnnl::memory::desc({batch, K, N}, dt::f32, dnnl::memory::dims{K * N, N, 1});
-    e.c = dnnl::memory::desc({batch, M, N}, dt::f32, dnnl::memory::dims{M * N, N, 1});
+    e.a = dnnl::memory::desc({batch, M, K}, dt::f32, dnnl::memory::dims{key[4], key[5], key[6]});
+    e.b = dnnl::memory::desc({batch, K, N}, dt::f32, dnnl::memory::dims{key[7], key[8], key[9]});
+    e.c = dnnl::memory::desc({batch, M, N}, dt::f32, dnnl::memory::dims{key[10], key[11], key[12]});
     // A user scratchpad lets two threads run the same primitive at once.
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -63,25 +63,34 @@ class MatmulCache {
 
 }  // namespace
 
-at::Tensor batched_matmul(const at::Tensor& A, const at::Tensor& B) {
-  TORCH_CHECK(A.dim() == 3 && B.dim() == 3 && A.size(0) == B.size(0) && A.size(2) == B.size(1),
-              "batched_matmul: shapes ", A.sizes(), " and ", B.sizes(), " do not multiply");
-  TORCH_CHECK(A.scalar_type() == B.scalar_type(), "batched_matmul: dtypes differ");
-  if (A.scalar_type() == at::kDouble) return at::bmm(A, B);
+void batched_matmul(const at::Tensor& A, const at::Tensor& B, at::Tensor& C) {
+  TORCH_CHECK(A.dim() == 3 && B.dim() == 3 && C.dim() == 3 && A.size(0) == B.size(0) &&
+                  A.size(2) == B.size(1) && C.size(0) == A.size(0) && C.size(1) == A.size(1) &&
+                  C.size(2) == B.size(2),
+              "batched_matmul: shapes ", A.sizes(), " @ ", B.sizes(), " -> ", C.sizes(),
+              " do not multiply");
+  TORCH_CHECK(A.scalar_type() == B.scalar_type() && A.scalar_type() == C.scalar_type(),
+              "batched_matmul: dtypes differ");
+  if (A.scalar_type() == at::kDouble) {
+    C.copy_(at::bmm(A, B));
+    return;
+  }
   TORCH_CHECK(A.scalar_type() == at::kFloat, "batched_matmul: float32 or float64 only");
-  at::Tensor Bc = B.contiguous();
   const int64_t batch = A.size(0), M = A.size(1), K = A.size(2), N = B.size(2);
-  at::Tensor C = at::empty({batch, M, N}, A.options());
-  if (batch == 0 || M == 0 || N == 0) return C;
-  if (K == 0) return C.zero_();
+  if (batch == 0 || M == 0 || N == 0) return;
+  if (K == 0) {
+    C.zero_();
+    return;
+  }
 
   static MatmulCache cache;
-  const Entry& e = cache.get(Key{batch, M, K, N, A.stride(0), A.stride(1), A.stride(2)});
+  const Entry& e = cache.get(Key{batch, M, K, N, A.stride(0), A.stride(1), A.stride(2), B.stride(0),
+                                 B.stride(1), B.stride(2), C.stride(0), C.stride(1), C.stride(2)});
   at::Tensor scratch = at::empty({static_cast<int64_t>(e.scratch_bytes)}, A.options().dtype(at::kByte));
 
   auto& engine = cpu_engine();
   dnnl::memory a_mem(e.a, engine, const_cast<float*>(A.data_ptr<float>()));
-  dnnl::memory b_mem(e.b, engine, Bc.data_ptr<float>());
+  dnnl::memory b_mem(e.b, engine, const_cast<float*>(B.data_ptr<float>()));
   dnnl::memory c_mem(e.c, engine, C.data_ptr<float>());
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}};
@@ -95,7 +104,6 @@ at::Tensor batched_matmul(const at::Tensor& A, const at::Tensor& B) {
   dnnl::stream stream(engine);
   e.primitive.execute(stream, args);
   stream.wait();
-  return C;
 }
 
 }  // namespace dash::ops::cpu

@@ -31,15 +31,14 @@ struct Fftw<float> {
   static void* malloc(size_t bytes) { return fftwf_malloc(bytes); }
   static void free(void* p) { fftwf_free(p); }
   static int alignment_of(void* p) { return fftwf_alignment_of(static_cast<float*>(p)); }
-  static Plan plan_r2c(int rank, const int* n, int howmany, float* in, int idist, Complex* out,
-                       int ostride, int odist, unsigned flags) {
-    return fftwf_plan_many_dft_r2c(rank, n, howmany, in, nullptr, 1, idist, out, nullptr, ostride,
-                                   odist, flags);
+  using Dim = fftwf_iodim64;
+  static Plan plan_r2c(int rank, const Dim* dims, int loops, const Dim* loop, float* in,
+                       Complex* out, unsigned flags) {
+    return fftwf_plan_guru64_dft_r2c(rank, dims, loops, loop, in, out, flags);
   }
-  static Plan plan_c2r(int rank, const int* n, int howmany, Complex* in, int istride, int idist,
-                       float* out, int odist, unsigned flags) {
-    return fftwf_plan_many_dft_c2r(rank, n, howmany, in, nullptr, istride, idist, out, nullptr, 1,
-                                   odist, flags);
+  static Plan plan_c2r(int rank, const Dim* dims, int loops, const Dim* loop, Complex* in,
+                       float* out, unsigned flags) {
+    return fftwf_plan_guru64_dft_c2r(rank, dims, loops, loop, in, out, flags);
   }
   static void exec_r2c(Plan p, void* in, void* out) {
     fftwf_execute_dft_r2c(p, static_cast<float*>(in), static_cast<Complex*>(out));
@@ -60,15 +59,14 @@ struct Fftw<double> {
   static void* malloc(size_t bytes) { return fftw_malloc(bytes); }
   static void free(void* p) { fftw_free(p); }
   static int alignment_of(void* p) { return fftw_alignment_of(static_cast<double*>(p)); }
-  static Plan plan_r2c(int rank, const int* n, int howmany, double* in, int idist, Complex* out,
-                       int ostride, int odist, unsigned flags) {
-    return fftw_plan_many_dft_r2c(rank, n, howmany, in, nullptr, 1, idist, out, nullptr, ostride,
-                                  odist, flags);
+  using Dim = fftw_iodim64;
+  static Plan plan_r2c(int rank, const Dim* dims, int loops, const Dim* loop, double* in,
+                       Complex* out, unsigned flags) {
+    return fftw_plan_guru64_dft_r2c(rank, dims, loops, loop, in, out, flags);
   }
-  static Plan plan_c2r(int rank, const int* n, int howmany, Complex* in, int istride, int idist,
-                       double* out, int odist, unsigned flags) {
-    return fftw_plan_many_dft_c2r(rank, n, howmany, in, nullptr, istride, idist, out, nullptr, 1,
-                                  odist, flags);
+  static Plan plan_c2r(int rank, const Dim* dims, int loops, const Dim* loop, Complex* in,
+                       double* out, unsigned flags) {
+    return fftw_plan_guru64_dft_c2r(rank, dims, loops, loop, in, out, flags);
   }
   static void exec_r2c(Plan p, void* in, void* out) {
     fftw_execute_dft_r2c(p, static_cast<double*>(in), static_cast<Complex*>(out));
@@ -98,15 +96,49 @@ unsigned planner_flags() {
 std::atomic<int64_t> g_created{0};
 std::atomic<int64_t> g_reused{0};
 
-// rank, fft0, fft1, count, layout, forward, threads, unaligned
-using PlanKey = std::tuple<int, int64_t, int64_t, int64_t, int, bool, int, bool>;
+// rank, fft0, fft1, batch, channels, layout, forward, threads, unaligned, in place
+using PlanKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int, bool, int, bool, bool>;
 
-int checked_int(int64_t v, const char* what) {
-  if (v <= 0 || v > INT32_MAX) {
-    throw std::invalid_argument(std::string("FFT ") + what + " " + std::to_string(v) +
-                                " does not fit FFTW's int interface");
+// The guru description of a batch: transform dimensions (real-side stride
+// `is`, spectrum-side stride `os`) and the two loops over batch and channels.
+template <typename Dim>
+struct GuruLayout {
+  Dim dims[2];
+  Dim loops[2];
+};
+
+// In place, each real signal sits in its own spectrum's memory with rows padded
+// to 2*(N/2+1) values, FFTW's standard in-place layout.
+template <typename Dim>
+GuruLayout<Dim> guru_layout(const FftGeometry& g, bool in_place) {
+  GuruLayout<Dim> l{};
+  const int64_t bins = g.bins();
+  const int64_t inner = g.rank == 2 ? g.fft[1] / 2 + 1 : 1;  // bins per row in 2D
+  const int64_t real = in_place ? 2 * bins : g.real_size();
+  const int64_t real_row = in_place ? 2 * inner : g.fft[1];
+  const bool channels_last = g.layout == SpectrumLayout::kChannelsLast;
+  const int64_t bin_stride = channels_last ? g.channels : 1;
+  if (g.rank == 1) {
+    l.dims[0] = {g.fft[0], 1, bin_stride};
+  } else {
+    l.dims[0] = {g.fft[0], real_row, inner * bin_stride};
+    l.dims[1] = {g.fft[1], 1, bin_stride};
   }
-  return static_cast<int>(v);
+  if (channels_last) {
+    l.loops[0] = {g.batch, g.channels * real, bins * g.channels};
+    l.loops[1] = {g.channels, real, 1};
+  } else {
+    l.loops[0] = {g.batch, g.channels * real, g.channels * bins};
+    l.loops[1] = {g.channels, real, bins};
+  }
+  return l;
+}
+
+// The same description for the inverse transform: strides swap sides.
+template <typename Dim>
+GuruLayout<Dim> inverse_of(GuruLayout<Dim> l) {
+  for (auto* d : {&l.dims[0], &l.dims[1], &l.loops[0], &l.loops[1]}) std::swap(d->is, d->os);
+  return l;
 }
 
 template <typename T>
@@ -118,10 +150,10 @@ class PlanCache {
     for (auto& kv : plans_) F::destroy(kv.second);
   }
 
-  typename F::Plan get(const FftGeometry& g, bool forward, bool unaligned) {
+  typename F::Plan get(const FftGeometry& g, bool forward, bool unaligned, bool in_place) {
     const int threads = std::max(1, at::get_num_threads());
-    PlanKey key{g.rank, g.fft[0], g.rank == 2 ? g.fft[1] : 1, g.count,
-                static_cast<int>(g.layout), forward, threads, unaligned};
+    PlanKey key{g.rank,   g.fft[0], g.rank == 2 ? g.fft[1] : 1, g.batch,  g.channels,
+                static_cast<int>(g.layout), forward, threads, unaligned, in_place};
     {
       std::shared_lock<std::shared_mutex> lock(mutex_);
       auto it = plans_.find(key);
@@ -136,14 +168,15 @@ class PlanCache {
       ++g_reused;
       return it->second;
     }
-    auto plan = create(g, forward, unaligned, threads);
+    auto plan = create(g, forward, unaligned, in_place, threads);
     plans_.emplace(key, plan);
     ++g_created;
     return plan;
   }
 
  private:
-  typename F::Plan create(const FftGeometry& g, bool forward, bool unaligned, int threads) {
+  typename F::Plan create(const FftGeometry& g, bool forward, bool unaligned, bool in_place,
+                          int threads) {
     static std::once_flag threads_once;
     std::call_once(threads_once, [] {
       Fftw<float>::init_threads();
@@ -152,36 +185,40 @@ class PlanCache {
     F::plan_with_nthreads(threads);
     F::set_timelimit(10.0);
 
-    int n[2] = {checked_int(g.fft[0], "size"), g.rank == 2 ? checked_int(g.fft[1], "size") : 1};
-    const int count = checked_int(g.count, "batch");
-    const int real = checked_int(g.real_size(), "size");
-    const int bins = checked_int(g.bins(), "size");
-    const bool bin_major = g.layout == SpectrumLayout::kBinMajor;
-    const int cstride = bin_major ? count : 1;
-    const int cdist = bin_major ? 1 : bins;
+    if (g.count() <= 0) throw std::invalid_argument("FFT of an empty batch");
+    if (in_place && g.layout != SpectrumLayout::kTransformMajor) {
+      throw std::invalid_argument("in-place FFTs need the transform-major layout");
+    }
+    const auto layout = guru_layout<typename F::Dim>(g, in_place);
 
     // Planning with FFTW_MEASURE overwrites its arrays, so it gets its own.
-    const size_t real_bytes = sizeof(T) * static_cast<size_t>(real) * count;
-    const size_t cplx_bytes = sizeof(typename F::Complex) * static_cast<size_t>(bins) * count;
-    std::unique_ptr<void, void (*)(void*)> rbuf(F::malloc(real_bytes), F::free);
+    const size_t cplx_bytes = sizeof(typename F::Complex) * static_cast<size_t>(g.bins() * g.count());
+    const size_t real_bytes =
+        in_place ? 0 : sizeof(T) * static_cast<size_t>(g.real_size() * g.count());
     std::unique_ptr<void, void (*)(void*)> cbuf(F::malloc(cplx_bytes), F::free);
-    if (!rbuf || !cbuf) throw std::bad_alloc();
-    std::memset(rbuf.get(), 0, real_bytes);
+    std::unique_ptr<void, void (*)(void*)> rbuf(in_place ? nullptr : F::malloc(real_bytes),
+                                                F::free);
+    if (!cbuf || (!in_place && !rbuf)) throw std::bad_alloc();
     std::memset(cbuf.get(), 0, cplx_bytes);
+    if (!in_place) std::memset(rbuf.get(), 0, real_bytes);
+    void* real_ptr = in_place ? cbuf.get() : rbuf.get();
 
-    unsigned flags = planner_flags() | (unaligned ? FFTW_UNALIGNED : 0u);
+    const unsigned flags = planner_flags() | (unaligned ? FFTW_UNALIGNED : 0u);
     typename F::Plan plan;
     if (forward) {
-      plan = F::plan_r2c(g.rank, n, count, static_cast<T*>(rbuf.get()), real,
-                         static_cast<typename F::Complex*>(cbuf.get()), cstride, cdist, flags);
+      plan = F::plan_r2c(g.rank, layout.dims, 2, layout.loops, static_cast<T*>(real_ptr),
+                         static_cast<typename F::Complex*>(cbuf.get()), flags);
     } else {
-      plan = F::plan_c2r(g.rank, n, count, static_cast<typename F::Complex*>(cbuf.get()), cstride,
-                         cdist, static_cast<T*>(rbuf.get()), real, flags | FFTW_DESTROY_INPUT);
+      const auto inv = inverse_of(layout);
+      plan = F::plan_c2r(g.rank, inv.dims, 2, inv.loops,
+                         static_cast<typename F::Complex*>(cbuf.get()), static_cast<T*>(real_ptr),
+                         flags | FFTW_DESTROY_INPUT);
     }
     if (!plan) {
-      throw std::runtime_error("FFTW could not plan a transform of size " + std::to_string(n[0]) +
-                               (g.rank == 2 ? "x" + std::to_string(n[1]) : "") + " for " +
-                               std::to_string(count) + " arrays");
+      throw std::runtime_error("FFTW could not plan a transform of size " +
+                               std::to_string(g.fft[0]) +
+                               (g.rank == 2 ? "x" + std::to_string(g.fft[1]) : "") + " for " +
+                               std::to_string(g.count()) + " arrays");
     }
     return plan;
   }
@@ -203,7 +240,7 @@ void run(const FftGeometry& g, bool forward, void* in, void* out) {
   // alignment at execution; LibTorch allocates 64-byte aligned, so this is the
   // normal path and the unaligned plan only a safety net.
   const bool unaligned = F::alignment_of(in) != 0 || F::alignment_of(out) != 0;
-  auto plan = cache<T>().get(g, forward, unaligned);
+  auto plan = cache<T>().get(g, forward, unaligned, in == out);
   if (forward) {
     F::exec_r2c(plan, in, out);
   } else {

@@ -16,13 +16,16 @@ struct FftPlanStats {
 };
 FftPlanStats fft_plan_stats();
 
-// Real-to-complex transforms of g.count arrays [fft0(, fft1)] stored
+// Real-to-complex transforms of g.count() arrays [fft0(, fft1)] stored
 // contiguously at `in`, written to `out` in g.layout. Does not modify `in`.
+// With in == out the transform runs in place (kTransformMajor only): each real
+// array then sits in its spectrum's memory, rows padded to 2*(fft/2+1) values.
 // dtype: at::kFloat or at::kDouble.
 void execute_r2c(const FftGeometry& g, at::ScalarType dtype, void* in, void* out);
 
 // Complex-to-real transforms (unnormalised) of spectra at `in` (g.layout) to
-// g.count contiguous real arrays at `out`. Overwrites `in`.
+// g.count() contiguous real arrays at `out`. Overwrites `in`. With in == out,
+// in place as for execute_r2c.
 void execute_c2r(const FftGeometry& g, at::ScalarType dtype, void* in, void* out);
 
 }  // namespace dash::ops::cpu

@@ -13,8 +13,36 @@ namespace {
 using cpu::batched_matmul;
 
 at::Tensor spectrum_empty(const FftGeometry& g, const at::TensorOptions& opts) {
-  if (g.layout == SpectrumLayout::kBinMajor) return at::empty({g.bins(), g.count, 2}, opts);
-  return at::empty({g.count, g.bins(), 2}, opts);
+  if (g.layout == SpectrumLayout::kChannelsLast) {
+    return at::empty({g.batch, g.bins(), g.channels, 2}, opts);
+  }
+  return at::empty({g.batch, g.channels, g.bins(), 2}, opts);
+}
+
+// Per-bin matrices of a channels-last spectrum [batch][bins][channels][2]:
+// [bins][batch][2*channels], a strided view.
+at::Tensor per_bin(const at::Tensor& spectrum, int64_t batch, int64_t bins, int64_t channels) {
+  return spectrum.view({batch, bins, 2 * channels}).permute({1, 0, 2});
+}
+
+// The real signals of an in-place transform-major spectrum: [count, fft0,
+// 2*(fft1/2+1)] in 2D, [count, 2*(fft0/2+1)] in 1D; the padding columns
+// hold no signal.
+at::Tensor in_place_real_view(const at::Tensor& spectrum, const FftGeometry& g) {
+  if (g.rank == 1) return spectrum.view({g.count(), 2 * g.bins()}).narrow(1, 0, g.fft[0]);
+  return spectrum.view({g.count(), g.fft[0], 2 * (g.fft[1] / 2 + 1)}).narrow(2, 0, g.fft[1]);
+}
+
+// real[:, :m0(, :m1)] = x and zero elsewhere, touching each value once.
+void copy_padded(const at::Tensor& x, at::Tensor& real, const FftGeometry& g) {
+  const int64_t m0 = x.size(1);
+  real.narrow(1, 0, m0).narrow(-1, 0, x.size(-1)).copy_(x);
+  if (g.rank == 2) {
+    if (x.size(2) < g.fft[1]) real.narrow(1, 0, m0).narrow(2, x.size(2), g.fft[1] - x.size(2)).zero_();
+    if (m0 < g.fft[0]) real.narrow(1, m0, g.fft[0] - m0).zero_();
+  } else if (m0 < g.fft[0]) {
+    real.narrow(1, m0, g.fft[0] - m0).zero_();
+  }
 }
 
 // Pad x [count, m0(, m1)] with zeros to [count, fft0(, fft1)].
@@ -106,9 +134,9 @@ void dw_kernel_grad(const T* X, const T* dY, T* dH, int64_t batch, int64_t chann
 //   E[2k+a][2n+a'] = [[ Re A, Im A], [-Im A, Re A]][a][a'] at (k, n).
 // The input spectrum stays as it is; only the small kernel spectrum is expanded.
 
-// H: [bins][out][in][2]. Writes E: [bins][2*rows][2*cols] for
-// A[r][c] = scale * (conj_h ? conj(H[c][r]) : H[r][c]), i.e. rows = in, cols =
-// out when transposed (forward) and rows = out, cols = in otherwise.
+// H: [out][bins][in][2]. Writes E: [bins][2*rows][2*cols] for
+// A[r][c] = scale * (forward ? conj(H[c][r]) : H[r][c]): rows = in, cols = out
+// for the forward product and rows = out, cols = in for the input gradient.
 template <typename T>
 void expand_kernel(const T* H, T* E, int64_t bins, int64_t out, int64_t in, bool forward,
                    T scale) {
@@ -116,14 +144,14 @@ void expand_kernel(const T* H, T* E, int64_t bins, int64_t out, int64_t in, bool
   const int64_t cols = forward ? out : in;
   at::parallel_for(0, bins, 16, [&](int64_t begin, int64_t end) {
     for (int64_t f = begin; f < end; ++f) {
-      const T* h = H + 2 * f * out * in;
       T* e = E + 4 * f * rows * cols;
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < cols; ++c) {
           // forward: A[i][o] = conj(H[o][i]); input grad: A[o][i] = H[o][i]
-          const int64_t idx = forward ? (c * in + r) : (r * in + c);
-          const T ar = h[2 * idx] * scale;
-          const T ai = (forward ? -h[2 * idx + 1] : h[2 * idx + 1]) * scale;
+          const int64_t o = forward ? c : r, i = forward ? r : c;
+          const T* h = H + 2 * ((o * bins + f) * in + i);
+          const T ar = h[0] * scale;
+          const T ai = (forward ? -h[1] : h[1]) * scale;
           T* top = e + (2 * r) * (2 * cols) + 2 * c;
           T* bottom = top + 2 * cols;
           top[0] = ar;
@@ -137,19 +165,19 @@ void expand_kernel(const T* H, T* E, int64_t bins, int64_t out, int64_t in, bool
 }
 
 // P: [bins][2*out][2*in] with P[(o,a)][(c,a')] = sum_b dY_a[b,o] X_a'[b,c].
-// dH[o,c] = scale * sum_b X[b,c] conj(dY[b,o]).
+// dH[o,c] = scale * sum_b X[b,c] conj(dY[b,o]), written as [out][bins][in][2].
 template <typename T>
 void combine_kernel_grad(const T* P, T* dH, int64_t bins, int64_t out, int64_t in, T scale) {
   at::parallel_for(0, bins, 16, [&](int64_t begin, int64_t end) {
     for (int64_t f = begin; f < end; ++f) {
       const T* p = P + 4 * f * out * in;
-      T* h = dH + 2 * f * out * in;
       for (int64_t o = 0; o < out; ++o) {
         const T* re_row = p + (2 * o) * (2 * in);  // a = re
         const T* im_row = re_row + 2 * in;         // a = im
+        T* h = dH + 2 * (o * bins + f) * in;
         for (int64_t c = 0; c < in; ++c) {
-          h[2 * (o * in + c)] = scale * (re_row[2 * c] + im_row[2 * c + 1]);
-          h[2 * (o * in + c) + 1] = scale * (re_row[2 * c + 1] - im_row[2 * c]);
+          h[2 * c] = scale * (re_row[2 * c] + im_row[2 * c + 1]);
+          h[2 * c + 1] = scale * (re_row[2 * c + 1] - im_row[2 * c]);
         }
       }
     }
@@ -159,18 +187,32 @@ void combine_kernel_grad(const T* P, T* dH, int64_t bins, int64_t out, int64_t i
 class CpuSpectralBackend final : public SpectralBackend {
  public:
   at::Tensor rfft(const at::Tensor& x, const FftGeometry& g) override {
-    at::Tensor padded = zero_pad(x, g);
     at::Tensor out = spectrum_empty(g, x.options());
+    if (g.layout == SpectrumLayout::kTransformMajor) {
+      // In place: no padded copy of the batch is ever allocated.
+      at::Tensor real = in_place_real_view(out, g);
+      copy_padded(x, real, g);
+      cpu::execute_r2c(g, x.scalar_type(), out.data_ptr(), out.data_ptr());
+      return out;
+    }
+    at::Tensor padded = zero_pad(x, g);
     cpu::execute_r2c(g, x.scalar_type(), padded.data_ptr(), out.data_ptr());
     return out;
   }
 
   at::Tensor irfft_consume(at::Tensor& spectrum, const FftGeometry& g,
                            std::array<int64_t, 2> keep) override {
-    std::vector<int64_t> shape{g.count, g.fft[0]};
-    if (g.rank == 2) shape.push_back(g.fft[1]);
-    at::Tensor full = at::empty(shape, spectrum.options());
-    cpu::execute_c2r(g, spectrum.scalar_type(), spectrum.data_ptr(), full.data_ptr());
+    at::Tensor full;
+    if (g.layout == SpectrumLayout::kTransformMajor) {
+      cpu::execute_c2r(g, spectrum.scalar_type(), spectrum.data_ptr(), spectrum.data_ptr());
+      full = in_place_real_view(spectrum, g);
+    } else {
+      std::vector<int64_t> shape{g.count(), g.fft[0]};
+      if (g.rank == 2) shape.push_back(g.fft[1]);
+      full = at::empty(shape, spectrum.options());
+      cpu::execute_c2r(g, spectrum.scalar_type(), spectrum.data_ptr(), full.data_ptr());
+    }
+    spectrum.reset();
     at::Tensor kept = full.narrow(1, 0, keep[0]);
     if (g.rank == 2) kept = kept.narrow(2, 0, keep[1]);
     return kept.is_contiguous() ? kept : kept.contiguous();
@@ -192,20 +234,24 @@ class CpuSpectralBackend final : public SpectralBackend {
       expand_kernel<scalar_t>(H.data_ptr<scalar_t>(), E.data_ptr<scalar_t>(), c.bins,
                               c.out_channels, c.in_channels, true, static_cast<scalar_t>(scale));
     });
-    // [bins][batch][2 in] @ [bins][2 in][2 out]
-    return batched_matmul(X.view({c.bins, c.batch, 2 * c.in_channels}), E)
-        .view({c.bins, c.batch * c.out_channels, 2});
+    // [bins][batch][2 in] @ [bins][2 in][2 out] -> [bins][batch][2 out]
+    at::Tensor Y = at::empty({c.batch, c.bins, c.out_channels, 2}, X.options());
+    at::Tensor Yb = per_bin(Y, c.batch, c.bins, c.out_channels);
+    batched_matmul(per_bin(X, c.batch, c.bins, c.in_channels), E, Yb);
+    return Y;
   }
 
-  at::Tensor product_input_grad(const at::Tensor& dY, const at::Tensor& H,
-                                const ChannelGeometry& c, double scale) override {
+  at::Tensor product_input_grad_consume(at::Tensor& dY, const at::Tensor& H,
+                                        const ChannelGeometry& c, double scale) override {
     if (c.depthwise) {
-      at::Tensor dX = at::empty_like(dY);
-      AT_DISPATCH_FLOATING_TYPES(dY.scalar_type(), "dw_input_grad", [&] {
-        dw_input_grad<scalar_t>(dY.data_ptr<scalar_t>(), H.data_ptr<scalar_t>(),
+      // Elementwise, so in place: dX takes over dY's memory.
+      at::Tensor dX = std::move(dY);
+      AT_DISPATCH_FLOATING_TYPES(dX.scalar_type(), "dw_input_grad", [&] {
+        dw_input_grad<scalar_t>(dX.data_ptr<scalar_t>(), H.data_ptr<scalar_t>(),
                                 dX.data_ptr<scalar_t>(), c.batch * c.in_channels, c.in_channels,
                                 c.bins, static_cast<scalar_t>(scale));
       });
+      dY.reset();
       return dX;
     }
     at::Tensor E = at::empty({c.bins, 2 * c.out_channels, 2 * c.in_channels}, dY.options());
@@ -213,8 +259,11 @@ class CpuSpectralBackend final : public SpectralBackend {
       expand_kernel<scalar_t>(H.data_ptr<scalar_t>(), E.data_ptr<scalar_t>(), c.bins,
                               c.out_channels, c.in_channels, false, static_cast<scalar_t>(scale));
     });
-    return batched_matmul(dY.view({c.bins, c.batch, 2 * c.out_channels}), E)
-        .view({c.bins, c.batch * c.in_channels, 2});
+    at::Tensor dX = at::empty({c.batch, c.bins, c.in_channels, 2}, dY.options());
+    at::Tensor dXb = per_bin(dX, c.batch, c.bins, c.in_channels);
+    batched_matmul(per_bin(dY, c.batch, c.bins, c.out_channels), E, dXb);
+    dY.reset();
+    return dX;
   }
 
   at::Tensor product_kernel_grad(const at::Tensor& X, const at::Tensor& dY,
@@ -228,10 +277,11 @@ class CpuSpectralBackend final : public SpectralBackend {
       });
       return dH;
     }
-    // dY^T as a strided view: [bins][2 out][batch].
-    at::Tensor dYt = dY.view({c.bins, c.batch, 2 * c.out_channels}).transpose(1, 2);
-    at::Tensor P = batched_matmul(dYt, X.view({c.bins, c.batch, 2 * c.in_channels}));
-    at::Tensor dH = at::empty({c.bins, c.out_channels * c.in_channels, 2}, X.options());
+    // [bins][2 out][batch] @ [bins][batch][2 in]
+    at::Tensor dYt = per_bin(dY, c.batch, c.bins, c.out_channels).transpose(1, 2);
+    at::Tensor P = at::empty({c.bins, 2 * c.out_channels, 2 * c.in_channels}, X.options());
+    batched_matmul(dYt, per_bin(X, c.batch, c.bins, c.in_channels), P);
+    at::Tensor dH = at::empty({c.out_channels, c.bins, c.in_channels, 2}, X.options());
     AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "combine_kernel_grad", [&] {
       combine_kernel_grad<scalar_t>(P.data_ptr<scalar_t>(), dH.data_ptr<scalar_t>(), c.bins,
                                     c.out_channels, c.in_channels, static_cast<scalar_t>(scale));

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything dashnas needs on Debian 12 from Debian's own packages and
+# configures the build in ./build. Safe to run again: apt-get skips what is
+# installed and CMake reconfigures in place.
+#
+#   scripts/setup.sh [extra cmake arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+packages=(
+  build-essential g++ cmake pkg-config ccache git
+  libtorch-dev            # tensors, autograd, optimizers (LibTorch 1.13, CPU)
+  libdnnl-dev             # oneDNN: batched matmul of the spectral channel product
+  libfftw3-dev            # FFTW: the CPU transforms (float and double, OpenMP)
+  libopenblas0-openmp     # LibTorch's BLAS calls; Debian's default BLAS is the slow reference one
+  nlohmann-json3-dev      # JSON options and metadata
+  libboost-dev libboost-program-options-dev libboost-iostreams-dev
+  libgtest-dev            # tests
+)
+
+export DEBIAN_FRONTEND=noninteractive
+as_root apt-get update -q
+as_root apt-get install -y -q --no-install-recommends "${packages[@]}"
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@"
