@@ -16,7 +16,7 @@ packages=(
   libfftw3-dev            # FFTW: the CPU transforms (float and double, OpenMP)
   libopenblas0-openmp     # LibTorch's BLAS calls; Debian's default BLAS is the slow reference one
   nlohmann-json3-dev      # JSON options and metadata
-  libboost-dev libboost-program-options-dev libboost-iostreams-dev
+  libboost-dev libboost-program-options-dev libboost-iostreams-dev zlib1g-dev
   libgtest-dev            # tests
 )
 

@@ -1,0 +1,203 @@
+#include "nn/backbones.h"
+
+#include <stdexcept>
+
+namespace dash::nn {
+namespace {
+
+torch::nn::AnyModule batch_norm(int dims, int64_t channels) {
+  if (dims == 1) return torch::nn::AnyModule(torch::nn::BatchNorm1d(channels));
+  return torch::nn::AnyModule(torch::nn::BatchNorm2d(channels));
+}
+
+torch::nn::AnyModule pointwise_conv(int dims, int64_t in, int64_t out, int64_t stride) {
+  if (dims == 1) {
+    return torch::nn::AnyModule(torch::nn::Conv1d(torch::nn::Conv1dOptions(in, out, 1).stride(stride)));
+  }
+  return torch::nn::AnyModule(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).stride(stride)));
+}
+
+int64_t resnet1d_mid_channels(const BackboneSpec& s) {
+  // DASH's ResNet1D: min(4^(classes/10 + 1), 64), times our width multiplier.
+  int64_t mid = 4;
+  for (int64_t i = 0; i < s.num_outputs / 10 && mid < 64; ++i) mid *= 4;
+  mid = std::min<int64_t>(mid * 4, 64);
+  return mid * s.width;
+}
+
+}  // namespace
+
+std::string BackboneSpec::name() const {
+  std::string n = kind == BackboneKind::kWideResNet
+                      ? "wrn-" + std::to_string(depth) + "-" + std::to_string(width)
+                      : "resnet1d-" + std::to_string(width);
+  return dense ? n + "-dense" : n;
+}
+
+void BackboneSpec::validate() const {
+  if (kind == BackboneKind::kWideResNet) {
+    if (dims() != 2) throw std::invalid_argument("the Wide ResNet backbone needs 2D inputs");
+    if (depth < 10 || (depth - 4) % 6 != 0) {
+      throw std::invalid_argument("Wide ResNet depth must be 6n+4 with n >= 1 (10, 16, 22, 28, "
+                                  "...), got " + std::to_string(depth));
+    }
+  } else if (dims() != 1) {
+    throw std::invalid_argument("the ResNet1D backbone needs 1D inputs");
+  }
+  if (width < 1 || width > 16) {
+    throw std::invalid_argument("backbone width must be in [1, 16], got " + std::to_string(width));
+  }
+  if (in_channels < 1 || num_outputs < 1) {
+    throw std::invalid_argument("backbone needs >= 1 input channel and >= 1 output");
+  }
+  for (int64_t s : spatial) {
+    if (s < 1) throw std::invalid_argument("backbone input sizes must be >= 1");
+  }
+  if (dropout < 0 || dropout >= 1) throw std::invalid_argument("dropout must be in [0, 1)");
+}
+
+size_t BackboneSpec::searchable_layers() const {
+  if (kind == BackboneKind::kWideResNet) return 1 + 3 * 2 * static_cast<size_t>((depth - 4) / 6);
+  return 9;
+}
+
+SearchableConv BackboneImpl::make_conv(const LayerSetup& setup, const ConvShape& shape) {
+  const size_t index = next_layer_++;
+  SearchableConv conv = setup.mixture
+                            ? SearchableConv(shape, setup.space, setup.separable)
+                            : SearchableConv(shape, setup.architecture.layers.at(index));
+  searchable_.push_back(register_module("conv" + std::to_string(index), conv));
+  return conv;
+}
+
+BackboneImpl::BackboneImpl(const BackboneSpec& spec, const LayerSetup& setup) : spec_(spec) {
+  spec.validate();
+  if (!setup.mixture && setup.architecture.layers.size() != spec.searchable_layers()) {
+    throw std::invalid_argument("architecture has " +
+                                std::to_string(setup.architecture.layers.size()) +
+                                " layers but backbone " + spec.name() + " has " +
+                                std::to_string(spec.searchable_layers()) + " searchable layers");
+  }
+  const int dims = spec.dims();
+  dropout_ = register_module("dropout", torch::nn::Dropout(spec.dropout));
+
+  if (spec.kind == BackboneKind::kWideResNet) {
+    const int n = (spec.depth - 4) / 6;
+    const int64_t widths[3] = {16 * spec.width, 32 * spec.width, 64 * spec.width};
+    const int64_t strides[3] = {1, spec.dense ? 1 : 2, spec.dense ? 1 : 2};
+    stem_ = make_conv(setup, ConvShape{dims, spec.in_channels, 16, 1, true});
+    int64_t in = 16;
+    for (int g = 0; g < 3; ++g) {
+      for (int b = 0; b < n; ++b) {
+        const int64_t stride = b == 0 ? strides[g] : 1;
+        const std::string name = "block" + std::to_string(blocks_.size());
+        Block blk;
+        blk.bn1 = batch_norm(dims, in);
+        blk.conv1 = make_conv(setup, ConvShape{dims, in, widths[g], 1, true});
+        blk.bn2 = batch_norm(dims, widths[g]);
+        blk.conv2 = make_conv(setup, ConvShape{dims, widths[g], widths[g], stride, true});
+        register_module(name + "_bn1", blk.bn1.ptr());
+        register_module(name + "_bn2", blk.bn2.ptr());
+        if (stride != 1 || in != widths[g]) {
+          blk.shortcut = pointwise_conv(dims, in, widths[g], stride);
+          register_module(name + "_shortcut", blk.shortcut.ptr());
+        }
+        blocks_.push_back(std::move(blk));
+        in = widths[g];
+      }
+    }
+    head_bn_ = batch_norm(dims, in);
+    register_module("head_bn", head_bn_.ptr());
+    head_ = spec.dense ? pointwise_conv(dims, in, spec.num_outputs, 1)
+                       : torch::nn::AnyModule(torch::nn::Linear(in, spec.num_outputs));
+    register_module("head", head_.ptr());
+    return;
+  }
+
+  const int64_t mid = resnet1d_mid_channels(spec);
+  const int64_t outs[3] = {mid, 2 * mid, 2 * mid};
+  int64_t in = spec.in_channels;
+  for (int b = 0; b < 3; ++b) {
+    const std::string name = "block" + std::to_string(b);
+    Block blk;
+    blk.conv1 = make_conv(setup, ConvShape{dims, in, outs[b], 1, true});
+    blk.bn1 = batch_norm(dims, outs[b]);
+    blk.conv2 = make_conv(setup, ConvShape{dims, outs[b], outs[b], 1, true});
+    blk.bn2 = batch_norm(dims, outs[b]);
+    blk.conv3 = make_conv(setup, ConvShape{dims, outs[b], outs[b], 1, true});
+    blk.bn3 = batch_norm(dims, outs[b]);
+    register_module(name + "_bn1", blk.bn1.ptr());
+    register_module(name + "_bn2", blk.bn2.ptr());
+    register_module(name + "_bn3", blk.bn3.ptr());
+    if (in != outs[b]) {
+      blk.shortcut = pointwise_conv(dims, in, outs[b], 1);
+      blk.shortcut_bn = batch_norm(dims, outs[b]);
+      register_module(name + "_shortcut", blk.shortcut.ptr());
+      register_module(name + "_shortcut_bn", blk.shortcut_bn.ptr());
+    }
+    blocks_.push_back(std::move(blk));
+    in = outs[b];
+  }
+  head_ = spec.dense ? pointwise_conv(dims, in, spec.num_outputs, 1)
+                     : torch::nn::AnyModule(torch::nn::Linear(in, spec.num_outputs));
+  register_module("head", head_.ptr());
+}
+
+at::Tensor BackboneImpl::forward(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == spec_.dims() + 2 && x.size(1) == spec_.in_channels,
+              "backbone ", spec_.name(), " expects [n, ", spec_.in_channels, ", ...] with ",
+              spec_.dims(), " spatial dimensions, got ", x.sizes());
+  return spec_.kind == BackboneKind::kWideResNet ? forward_wrn(x) : forward_resnet1d(x);
+}
+
+at::Tensor BackboneImpl::forward_wrn(const at::Tensor& x) {
+  at::Tensor h = stem_->forward(x);
+  for (auto& b : blocks_) {
+    at::Tensor out = b.conv1->forward(torch::relu(b.bn1.forward(h)));
+    out = dropout_->forward(out);
+    out = b.conv2->forward(torch::relu(b.bn2.forward(out)));
+    h = out + (b.shortcut.is_empty() ? h : b.shortcut.forward(h));
+  }
+  h = torch::relu(head_bn_.forward(h));
+  if (spec_.dense) return head_.forward(h);
+  return head_.forward(h.mean({2, 3}));
+}
+
+at::Tensor BackboneImpl::forward_resnet1d(const at::Tensor& x) {
+  at::Tensor h = x;
+  for (auto& b : blocks_) {
+    at::Tensor out = dropout_->forward(torch::relu(b.bn1.forward(b.conv1->forward(h))));
+    out = dropout_->forward(torch::relu(b.bn2.forward(b.conv2->forward(out))));
+    out = torch::relu(b.bn3.forward(b.conv3->forward(out)));
+    h = out + (b.shortcut.is_empty() ? h : b.shortcut_bn.forward(b.shortcut.forward(h)));
+  }
+  if (spec_.dense) return head_.forward(h);
+  return head_.forward(h.mean({2}));
+}
+
+Architecture BackboneImpl::architecture() const {
+  Architecture a;
+  a.backbone = spec_.name();
+  for (const auto& conv : searchable_) a.layers.push_back(conv->choice());
+  return a;
+}
+
+std::vector<at::Tensor> BackboneImpl::arch_parameters() {
+  std::vector<at::Tensor> out;
+  for (auto& conv : searchable_) {
+    if (conv->is_mixture()) out.push_back(conv->alpha());
+  }
+  return out;
+}
+
+std::vector<at::Tensor> BackboneImpl::weight_parameters() {
+  std::vector<at::Tensor> out;
+  for (const auto& p : named_parameters(/*recurse=*/true)) {
+    const std::string& name = p.key();
+    if (name.size() >= 5 && name.compare(name.size() - 5, 5, "alpha") == 0) continue;
+    out.push_back(p.value());
+  }
+  return out;
+}
+
+}  // namespace dash::nn

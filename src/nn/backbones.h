@@ -1,0 +1,84 @@
+#pragma once
+// The fixed backbones DASH searches in: a pre-activation Wide ResNet for 2D
+// inputs and the time-series ResNet for 1D inputs. Every convolution DASH makes
+// searchable is a SearchableConv; shortcut convolutions never are.
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "nn/architecture.h"
+#include "nn/searchable_conv.h"
+
+namespace dash::nn {
+
+enum class BackboneKind { kWideResNet, kResNet1D };
+
+struct BackboneSpec {
+  BackboneKind kind = BackboneKind::kWideResNet;
+  int depth = 16;      // WRN: 6n + 4
+  int width = 1;       // WRN widening factor; ResNet1D channel multiplier
+  int64_t in_channels = 1;
+  std::vector<int64_t> spatial;  // [length] or [height, width]
+  int64_t num_outputs = 10;
+  // Dense tasks: no downsampling, one output vector per position.
+  bool dense = false;
+  double dropout = 0.0;
+
+  std::string name() const;  // "wrn-16-1", "resnet1d-1", with "-dense" when dense
+  int dims() const { return static_cast<int>(spatial.size()); }
+  void validate() const;     // throws std::invalid_argument
+  // Number of searchable convolutions of this backbone.
+  size_t searchable_layers() const;
+};
+
+// How the searchable layers are built.
+struct LayerSetup {
+  bool mixture = false;
+  ops::CandidateSpace space;   // mixture
+  bool separable = true;       // mixture: depthwise proxy where in == out
+  Architecture architecture;   // fixed: one choice per searchable layer
+};
+
+class BackboneImpl : public torch::nn::Module {
+ public:
+  BackboneImpl(const BackboneSpec& spec, const LayerSetup& setup);
+
+  // x: [n, in_channels, spatial...] -> [n, num_outputs] or, dense,
+  // [n, num_outputs, spatial...].
+  at::Tensor forward(const at::Tensor& x);
+
+  const BackboneSpec& spec() const { return spec_; }
+  // The searchable layers in order (stem first).
+  std::vector<SearchableConv>& searchable() { return searchable_; }
+  const std::vector<SearchableConv>& searchable() const { return searchable_; }
+  // Their current choices (argmax of alpha in MIXTURE mode).
+  Architecture architecture() const;
+  // Architecture logits, and every other parameter.
+  std::vector<at::Tensor> arch_parameters();
+  std::vector<at::Tensor> weight_parameters();
+
+ private:
+  at::Tensor forward_wrn(const at::Tensor& x);
+  at::Tensor forward_resnet1d(const at::Tensor& x);
+  SearchableConv make_conv(const LayerSetup& setup, const ConvShape& shape);
+
+  BackboneSpec spec_;
+  std::vector<SearchableConv> searchable_;
+  size_t next_layer_ = 0;
+
+  struct Block {
+    torch::nn::AnyModule bn1, bn2, bn3, shortcut_bn;
+    SearchableConv conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
+    torch::nn::AnyModule shortcut;  // empty when the identity fits
+  };
+  SearchableConv stem_{nullptr};
+  std::vector<Block> blocks_;
+  torch::nn::AnyModule head_bn_;
+  torch::nn::AnyModule head_;  // Linear, or a 1x1 conv when dense
+  torch::nn::Dropout dropout_{nullptr};
+};
+TORCH_MODULE(Backbone);
+
+}  // namespace dash::nn

@@ -1,0 +1,377 @@
+#include "train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <stdexcept>
+
+#include "task/loss_metric.h"
+#include "train/checkpoint.h"
+
+namespace dash::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+void set_lr(torch::optim::SGD& opt, double lr) {
+  for (auto& group : opt.param_groups()) {
+    static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+  }
+}
+
+// Cosine decay over the stage's progress, where progress is whichever budget
+// is further spent (steps or seconds): a run cut short by its time budget
+// still ends at a small learning rate instead of mid-schedule.
+double cosine_lr(double base, double progress) {
+  progress = std::min(1.0, std::max(0.0, progress));
+  return base * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
+// DASH's per-layer treatment of the architecture gradient.
+void scale_arch_grads(nn::Backbone& model, const ArchOptions& arch) {
+  for (auto& conv : model->searchable()) {
+    if (!conv->is_mixture()) continue;
+    at::Tensor& alpha = conv->alpha();
+    at::Tensor g = alpha.mutable_grad();
+    if (!g.defined()) continue;
+    torch::NoGradGuard no_grad;
+    g.div_(arch.grad_scale * (g.norm().item<double>() + 1e-8));
+    if (arch.field_penalty != 0) {
+      const auto& space = conv->space();
+      const double max_field = static_cast<double>(space.receptive_field());
+      std::vector<double> field(static_cast<size_t>(space.size()));
+      for (int64_t j = 0; j < space.size(); ++j) {
+        field[static_cast<size_t>(j)] =
+            static_cast<double>(space.dilation(j) * (space.kernel_size(j) - 1) + 1) / max_field;
+      }
+      g.add_(torch::tensor(field, g.options().dtype(at::kDouble)).to(g.dtype()) *
+             arch.field_penalty);
+    }
+  }
+}
+
+std::vector<at::Tensor> snapshot(nn::Backbone& model) {
+  std::vector<at::Tensor> state;
+  for (const auto& p : model->parameters()) state.push_back(p.detach().clone());
+  for (const auto& b : model->buffers()) state.push_back(b.detach().clone());
+  return state;
+}
+
+void restore(nn::Backbone& model, const std::vector<at::Tensor>& state) {
+  torch::NoGradGuard no_grad;
+  size_t i = 0;
+  for (auto& p : model->parameters()) p.copy_(state.at(i++));
+  for (auto& b : model->buffers()) b.copy_(state.at(i++));
+}
+
+at::Tensor history_tensor(const std::vector<EpochRecord>& h) {
+  at::Tensor t = torch::zeros({static_cast<int64_t>(h.size()), 4}, torch::kDouble);
+  for (size_t i = 0; i < h.size(); ++i) {
+    t[static_cast<int64_t>(i)][0] = static_cast<double>(h[i].epoch);
+    t[static_cast<int64_t>(i)][1] = h[i].train_loss;
+    t[static_cast<int64_t>(i)][2] = h[i].valid_metric;
+    t[static_cast<int64_t>(i)][3] = h[i].seconds;
+  }
+  return t;
+}
+
+std::vector<EpochRecord> history_from(const at::Tensor& t) {
+  std::vector<EpochRecord> h;
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    h.push_back({static_cast<int64_t>(t[i][0].item<double>()), t[i][1].item<double>(),
+                 t[i][2].item<double>(), t[i][3].item<double>()});
+  }
+  return h;
+}
+
+// Everything needed to continue a stage after the process died.
+struct StageState {
+  int64_t epochs_done = 0;
+  double elapsed = 0;
+  int64_t global_step = 0;
+  double best_valid = std::numeric_limits<double>::quiet_NaN();
+  int64_t best_epoch = 0;
+  std::vector<EpochRecord> history;
+  std::vector<at::Tensor> best;
+};
+
+void save_checkpoint(const std::string& path, nn::Backbone& model, torch::optim::SGD& weights,
+                     torch::optim::SGD* arch, at::Generator& order_gen,
+                     const StageState& s) {
+  write_atomically(path, [&](const std::string& tmp) {
+    torch::serialize::OutputArchive archive;
+    torch::serialize::OutputArchive model_archive, opt_archive, arch_archive, best_archive;
+    model->save(model_archive);
+    weights.save(opt_archive);
+    if (arch) arch->save(arch_archive);
+    for (size_t i = 0; i < s.best.size(); ++i) best_archive.write(std::to_string(i), s.best[i]);
+    archive.write("model", model_archive);
+    archive.write("optimizer", opt_archive);
+    archive.write("arch_optimizer", arch_archive);
+    archive.write("best", best_archive);
+    archive.write("best_count", torch::tensor(static_cast<int64_t>(s.best.size())));
+    archive.write("epochs_done", torch::tensor(s.epochs_done));
+    archive.write("global_step", torch::tensor(s.global_step));
+    archive.write("elapsed", torch::tensor(s.elapsed, torch::kDouble));
+    archive.write("best_valid", torch::tensor(s.best_valid, torch::kDouble));
+    archive.write("best_epoch", torch::tensor(s.best_epoch));
+    archive.write("history", history_tensor(s.history));
+    archive.write("rng", at::detail::getDefaultCPUGenerator().get_state());
+    archive.write("order_rng", order_gen.get_state());
+    archive.save_to(tmp);
+  });
+}
+
+StageState load_checkpoint(const std::string& path, nn::Backbone& model,
+                           torch::optim::SGD& weights, torch::optim::SGD* arch,
+                           at::Generator& order_gen) {
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot resume from checkpoint " + path +
+                             " (corrupted or from another version?): " + e.what());
+  }
+  torch::serialize::InputArchive model_archive, opt_archive, arch_archive, best_archive;
+  archive.read("model", model_archive);
+  archive.read("optimizer", opt_archive);
+  archive.read("arch_optimizer", arch_archive);
+  archive.read("best", best_archive);
+  try {
+    model->load(model_archive);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint " + path +
+                             " does not match this model (different task, backbone or options): " +
+                             e.what());
+  }
+  weights.load(opt_archive);
+  if (arch) arch->load(arch_archive);
+  auto get = [&](const char* key) {
+    at::Tensor v;  // a fresh tensor each time: read() rebinds its storage
+    archive.read(key, v);
+    return v;
+  };
+  StageState s;
+  const int64_t best_count = get("best_count").item<int64_t>();
+  for (int64_t i = 0; i < best_count; ++i) {
+    at::Tensor b;
+    best_archive.read(std::to_string(i), b);
+    s.best.push_back(b);
+  }
+  s.epochs_done = get("epochs_done").item<int64_t>();
+  s.global_step = get("global_step").item<int64_t>();
+  s.elapsed = get("elapsed").item<double>();
+  s.best_valid = get("best_valid").item<double>();
+  s.best_epoch = get("best_epoch").item<int64_t>();
+  s.history = history_from(get("history"));
+  at::Generator global = at::detail::getDefaultCPUGenerator();  // a handle to the same state
+  global.set_state(get("rng"));
+  order_gen.set_state(get("order_rng"));
+  return s;
+}
+
+}  // namespace
+
+nlohmann::json Hyperparams::to_json() const {
+  return {{"lr", lr}, {"momentum", momentum}, {"weight_decay", weight_decay}, {"dropout", dropout}};
+}
+
+Hyperparams Hyperparams::from_json(const nlohmann::json& j) {
+  Hyperparams h;
+  h.lr = j.at("lr").get<double>();
+  h.momentum = j.at("momentum").get<double>();
+  h.weight_decay = j.at("weight_decay").get<double>();
+  h.dropout = j.at("dropout").get<double>();
+  return h;
+}
+
+nlohmann::json StageResult::to_json() const {
+  nlohmann::json h = nlohmann::json::array();
+  for (const auto& e : history) {
+    h.push_back({{"epoch", e.epoch},
+                 {"train_loss", e.train_loss},
+                 {"valid_metric", std::isnan(e.valid_metric) ? nlohmann::json() : nlohmann::json(e.valid_metric)},
+                 {"seconds", e.seconds}});
+  }
+  return {{"epochs_done", epochs_done},
+          {"best_valid", std::isnan(best_valid) ? nlohmann::json() : nlohmann::json(best_valid)},
+          {"best_epoch", best_epoch},
+          {"seconds", seconds},
+          {"budget_hit", budget_hit},
+          {"history", h}};
+}
+
+bool better(const task::TaskSpec& spec, double a, double b) {
+  if (std::isnan(a)) return false;
+  if (std::isnan(b)) return true;
+  return task::higher_is_better(spec.metric) ? a > b : a < b;
+}
+
+Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
+                    int64_t batch_size) {
+  Evaluation ev;
+  if (split.empty()) return ev;
+  const bool was_training = model->is_training();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> outputs;
+  double loss_sum = 0;
+  const int64_t n = split.size();
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t len = std::min(batch_size, n - start);
+    at::Tensor out = model->forward(split.x.narrow(0, start, len));
+    loss_sum += task::compute_loss(spec, out, split.y.narrow(0, start, len)).item<double>() *
+                static_cast<double>(len);
+    outputs.push_back(out);
+  }
+  model->train(was_training);
+  ev.loss = loss_sum / static_cast<double>(n);
+  ev.metric = task::compute_metric(spec.metric, torch::cat(outputs), split.y);
+  return ev;
+}
+
+StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const task::Dataset& data,
+                      const StageOptions& opt, const ProgressFn& progress) {
+  if (data.train.empty()) throw std::invalid_argument(opt.stage + ": the train split is empty");
+  if (opt.epochs < 1) throw std::invalid_argument(opt.stage + ": epochs must be >= 1");
+  if (opt.batch_size < 1) throw std::invalid_argument(opt.stage + ": batch_size must be >= 1");
+  if (!(opt.batch_fraction > 0 && opt.batch_fraction <= 1)) {
+    throw std::invalid_argument(opt.stage + ": batch_fraction must be in (0, 1]");
+  }
+
+  torch::manual_seed(opt.seed);
+  at::Generator order_gen = at::detail::createCPUGenerator(opt.seed ^ 0x5eedULL);
+
+  torch::optim::SGD weights(model->weight_parameters(),
+                            torch::optim::SGDOptions(opt.hp.lr)
+                                .momentum(opt.hp.momentum)
+                                .nesterov(opt.hp.momentum > 0)
+                                .weight_decay(opt.hp.weight_decay));
+  std::unique_ptr<torch::optim::SGD> arch;
+  if (opt.search) {
+    auto alphas = model->arch_parameters();
+    if (alphas.empty()) throw std::invalid_argument("search stage: the model has no mixture layers");
+    arch = std::make_unique<torch::optim::SGD>(alphas, torch::optim::SGDOptions(opt.arch.lr)
+                                                           .momentum(opt.arch.momentum)
+                                                           .nesterov(opt.arch.momentum > 0)
+                                                           .weight_decay(opt.arch.weight_decay));
+    for (auto& conv : model->searchable()) conv->set_temperature(opt.arch.temperature);
+  }
+
+  StageState s;
+  if (opt.resume && !opt.checkpoint.empty() && file_exists(opt.checkpoint)) {
+    s = load_checkpoint(opt.checkpoint, model, weights, arch.get(), order_gen);
+  }
+
+  const int64_t n = data.train.size();
+  const int64_t batches = (n + opt.batch_size - 1) / opt.batch_size;
+  const int64_t steps = opt.batch_fraction >= 1
+                            ? batches
+                            : std::min(batches, static_cast<int64_t>(opt.batch_fraction *
+                                                                    static_cast<double>(batches)) + 1);
+  const int64_t total_steps = steps * opt.epochs;
+  const auto t0 = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(s.elapsed));
+  StageResult result;
+  model->train();
+
+  for (int64_t epoch = s.epochs_done + 1; epoch <= opt.epochs && !result.budget_hit; ++epoch) {
+    const auto epoch_start = Clock::now();
+    at::Tensor order = torch::randperm(n, order_gen, torch::kLong);
+    double loss_sum = 0;
+    int64_t done = 0;
+    for (int64_t step = 0; step < steps; ++step) {
+      const int64_t start = step * opt.batch_size;
+      const int64_t len = std::min(opt.batch_size, n - start);
+      at::Tensor idx = order.narrow(0, start, len);
+      at::Tensor xb = data.train.x.index_select(0, idx);
+      at::Tensor yb = data.train.y.index_select(0, idx);
+
+      weights.zero_grad();
+      if (arch) arch->zero_grad();
+      at::Tensor loss = task::compute_loss(spec, model->forward(xb), yb);
+      if (!std::isfinite(loss.item<double>())) {
+        throw std::runtime_error(opt.stage + ": the training loss became " +
+                                 std::to_string(loss.item<double>()) + " at epoch " +
+                                 std::to_string(epoch) + "; lower the learning rate (now " +
+                                 std::to_string(opt.hp.lr) + ")");
+      }
+      loss.backward();
+      if (arch) scale_arch_grads(model, opt.arch);
+      if (opt.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), opt.clip_grad_norm);
+
+      const double elapsed = seconds_since(t0);
+      double frac = static_cast<double>(s.global_step) / static_cast<double>(total_steps);
+      if (opt.time_budget_s > 0) frac = std::max(frac, elapsed / opt.time_budget_s);
+      set_lr(weights, cosine_lr(opt.hp.lr, frac));
+      if (arch) set_lr(*arch, cosine_lr(opt.arch.lr, frac));
+      weights.step();
+      if (arch) arch->step();
+      ++s.global_step;
+      ++done;
+      loss_sum += loss.item<double>();
+
+      const double now = seconds_since(t0);
+      if (progress) {
+        Progress p;
+        p.stage = opt.stage;
+        p.epoch = epoch;
+        p.epochs = opt.epochs;
+        p.step = step + 1;
+        p.steps = steps;
+        p.loss = loss_sum / static_cast<double>(done);
+        p.metric = s.history.empty() ? std::nan("") : s.history.back().valid_metric;
+        p.elapsed_s = now;
+        const double per_step = now / static_cast<double>(std::max<int64_t>(1, s.global_step));
+        p.eta_s = per_step * static_cast<double>(total_steps - s.global_step);
+        if (opt.time_budget_s > 0) p.eta_s = std::min(p.eta_s, std::max(0.0, opt.time_budget_s - now));
+        if (!progress(p)) throw Cancelled();
+      }
+      if (opt.time_budget_s > 0 && now >= opt.time_budget_s) {
+        result.budget_hit = true;
+        break;
+      }
+    }
+
+    EpochRecord rec;
+    rec.epoch = epoch;
+    rec.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(1, done));
+    if (!data.valid.empty()) rec.valid_metric = evaluate(model, spec, data.valid, opt.batch_size).metric;
+    rec.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    s.history.push_back(rec);
+    s.epochs_done = epoch;
+    if (better(spec, rec.valid_metric, s.best_valid) || s.best.empty()) {
+      if (!std::isnan(rec.valid_metric)) s.best_valid = rec.valid_metric;
+      s.best_epoch = epoch;
+      if (opt.keep_best) s.best = snapshot(model);
+    }
+    s.elapsed = seconds_since(t0);
+    if (!opt.checkpoint.empty()) save_checkpoint(opt.checkpoint, model, weights, arch.get(), order_gen, s);
+    if (progress) {
+      Progress p;
+      p.stage = opt.stage;
+      p.epoch = epoch;
+      p.epochs = opt.epochs;
+      p.step = p.steps = steps;
+      p.loss = rec.train_loss;
+      p.metric = rec.valid_metric;
+      p.elapsed_s = s.elapsed;
+      p.eta_s = s.elapsed / static_cast<double>(epoch) * static_cast<double>(opt.epochs - epoch);
+      if (!progress(p)) throw Cancelled();
+    }
+  }
+  if (opt.keep_best && !s.best.empty()) restore(model, s.best);
+
+  result.history = s.history;
+  result.best_valid = s.best_valid;
+  result.best_epoch = s.best_epoch;
+  result.epochs_done = s.epochs_done;
+  result.seconds = seconds_since(t0);
+  return result;
+}
+
+}  // namespace dash::train
