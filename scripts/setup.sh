@@ -18,6 +18,7 @@ packages=(
   nlohmann-json3-dev      # JSON options and metadata
   libboost-dev libboost-program-options-dev libboost-iostreams-dev zlib1g-dev
   libgtest-dev            # tests
+  dataset-fashion-mnist   # the default real data set (and a test reads its files)
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "ops/cpu/fftw_plans.h"
 #include "search/dash.h"
 #include "task/dataset.h"
 #include "task/io.h"
@@ -33,6 +34,7 @@ json default_options() {
   return {
       {"seed", 0},
       {"threads", 0},                // 0: all cores
+      {"fft_planner", "estimate"},   // "estimate": bit-reproducible; "measure": faster steps, slower start
       {"budget_s", 0.0},             // total wall-clock budget, split across stages; 0: none
       {"batch_size", 64},
       {"valid_fraction", 0.1},       // of train, when no validation files are given
@@ -198,6 +200,7 @@ int main(int argc, char** argv) {
                             ? opt["threads"].get<int>()
                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     torch::set_num_threads(threads);
+    dash::ops::cpu::set_fft_planner(opt["fft_planner"].get<std::string>());
 
     const auto spec = dash::task::TaskSpec::from_json(read_json_file(task_path));
     const int64_t max_train = opt["max_train"].get<int64_t>();

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 namespace dash::train {
@@ -39,6 +40,9 @@ bool file_exists(const std::string& path) {
 void write_atomically(const std::string& path,
                       const std::function<void(const std::string&)>& write) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  std::error_code ec;
+  std::filesystem::create_directories(parent_dir(path), ec);
+  if (ec) throw std::runtime_error("cannot create the directory of " + path + ": " + ec.message());
   try {
     write(tmp);
     fsync_path(tmp, false);

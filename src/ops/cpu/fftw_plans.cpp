@@ -78,20 +78,25 @@ struct Fftw<double> {
 };
 
 // Planner effort: FFTW_MEASURE by default (plans are reused for every step of a
-// training run, so a second of measuring pays off); DASH_FFTW_PLANNER=estimate
-// skips measuring, which suits short test runs with many shapes.
-unsigned planner_flags() {
-  static const unsigned flags = [] {
+// training run, so measuring pays off); DASH_FFTW_PLANNER or set_fft_planner
+// change it.
+unsigned parse_planner(const std::string& v) {
+  if (v == "estimate") return static_cast<unsigned>(FFTW_ESTIMATE);
+  if (v == "patient") return static_cast<unsigned>(FFTW_PATIENT);
+  if (v == "measure") return static_cast<unsigned>(FFTW_MEASURE);
+  throw std::invalid_argument("the FFT planner must be estimate, measure or patient, got '" + v +
+                              "'");
+}
+
+std::atomic<unsigned>& planner_setting() {
+  static std::atomic<unsigned> flags{[] {
     const char* env = std::getenv("DASH_FFTW_PLANNER");
-    std::string v = env ? env : "measure";
-    if (v == "estimate") return static_cast<unsigned>(FFTW_ESTIMATE);
-    if (v == "patient") return static_cast<unsigned>(FFTW_PATIENT);
-    if (v == "measure") return static_cast<unsigned>(FFTW_MEASURE);
-    throw std::invalid_argument("DASH_FFTW_PLANNER must be estimate, measure or patient, got '" + v +
-                                "'");
-  }();
+    return parse_planner(env ? env : "measure");
+  }()};
   return flags;
 }
+
+unsigned planner_flags() { return planner_setting().load(); }
 
 std::atomic<int64_t> g_created{0};
 std::atomic<int64_t> g_reused{0};
@@ -251,6 +256,15 @@ void run(const FftGeometry& g, bool forward, void* in, void* out) {
 }  // namespace
 
 FftPlanStats fft_plan_stats() { return {g_created.load(), g_reused.load()}; }
+
+void set_fft_planner(const std::string& effort) { planner_setting().store(parse_planner(effort)); }
+
+std::string fft_planner() {
+  const unsigned f = planner_flags();
+  if (f == static_cast<unsigned>(FFTW_ESTIMATE)) return "estimate";
+  if (f == static_cast<unsigned>(FFTW_PATIENT)) return "patient";
+  return "measure";
+}
 
 void execute_r2c(const FftGeometry& g, at::ScalarType dtype, void* in, void* out) {
   if (dtype == at::kFloat) {

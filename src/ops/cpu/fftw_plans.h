@@ -7,6 +7,7 @@
 #include "ops/spectral_backend.h"
 
 #include <cstdint>
+#include <string>
 
 namespace dash::ops::cpu {
 
@@ -15,6 +16,14 @@ struct FftPlanStats {
   int64_t reused = 0;   // executions that found their plan in the cache
 };
 FftPlanStats fft_plan_stats();
+
+// FFTW's planner effort for plans made from now on: "estimate" (no timing, so
+// the same plans and bit-identical results in every process), "measure" (times
+// candidate algorithms: about 2x faster steps after tens of seconds of
+// planning, but plans and rounding may differ between processes) or
+// "patient". The initial value comes from DASH_FFTW_PLANNER, else "measure".
+void set_fft_planner(const std::string& effort);
+std::string fft_planner();
 
 // Real-to-complex transforms of g.count() arrays [fft0(, fft1)] stored
 // contiguously at `in`, written to `out` in g.layout. Does not modify `in`.

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Kills a real dashnas-run with SIGKILL once it has written a checkpoint, then
+# resumes it: the resumed run must continue after the checkpointed epochs
+# (losing at most the one in progress) and finish with a test score.
+set -euo pipefail
+runner=$1
+root=$(cd "$(dirname "$0")/.." && pwd)
+data=/usr/share/datasets/fashion-mnist
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+run() {
+  "$runner" --task "$root/scripts/tasks/fashion_mnist.json" --method backbone \
+    --train-x "$data/train-images-idx3-ubyte.gz" --train-y "$data/train-labels-idx1-ubyte.gz" \
+    --test-x "$data/t10k-images-idx3-ubyte.gz" --test-y "$data/t10k-labels-idx1-ubyte.gz" \
+    --set max_train=600 --set max_test=200 --set retrain_epochs=6 --set batch_size=50 \
+    --set threads=2 --work-dir "$work" --out "$work/result.json" "$@"
+}
+
+run > "$work/first.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  [ -f "$work/retrain.ckpt" ] && break
+  kill -0 "$pid" 2>/dev/null || { echo "run ended before its first checkpoint"; cat "$work/first.log"; exit 1; }
+  sleep 0.1
+done
+[ -f "$work/retrain.ckpt" ] || { echo "no checkpoint after 60 s"; kill -9 "$pid"; exit 1; }
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+[ ! -f "$work/result.json" ] || { echo "the run finished before it was killed; make it longer"; exit 1; }
+
+run --resume > "$work/second.log" 2>&1
+first_epoch=$(grep -o 'retrain\] epoch [0-9]*' "$work/second.log" | head -1 | grep -o '[0-9]*$')
+echo "resumed at epoch $first_epoch"
+[ "$first_epoch" -ge 2 ] || { echo "the resumed run started over"; cat "$work/second.log"; exit 1; }
+grep -q '"epochs_done": 6' "$work/result.json" || { echo "result lacks 6 epochs"; exit 1; }
+grep -q '"metric": [0-9]' "$work/result.json" || { echo "result lacks a test metric"; exit 1; }
+echo "kill and resume: ok"
