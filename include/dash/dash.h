@@ -1,26 +1,54 @@
 /* dashnas: the C ABI.
  *
- * Conventions (they hold for every function added to this header):
+ * dashnas finds kernel sizes and dilations for a convolutional network on your
+ * data (DASH: search, a small hyperparameter grid, retrain) and gives you a
+ * model to run. Typical use:
+ *
+ *   dash_task_create(spec_json, &task);
+ *   dash_task_load_files(task, DASH_SPLIT_TRAIN, "x.npy", "y.npy");   (or _set_data)
+ *   dash_search(task, options_json, progress, user, &arch);
+ *   dash_retrain(task, arch, options_json, progress, user, &model);
+ *   dash_infer(model, x, n, out, out_len);
+ *   dash_model_save(model, "model.dash");
+ *
+ * Conventions (they hold for every function in this header):
  *  - Names are dash_<object>_<verb>; the handle comes first, out-parameters last.
  *  - Functions that can fail return dash_status; DASH_OK is 0. On failure,
- *    out-parameters are untouched and dash_last_error() says what went wrong.
+ *    out-parameters are untouched and dash_last_error() says what went wrong
+ *    and what to do. The message is thread-local: read it on the thread that
+ *    made the failing call, before that thread calls dash_ again.
  *  - No C++ exception ever crosses this boundary.
- *  - Memory returned by the library is freed by the matching dash_ function.
+ *  - Memory the library returns is freed by the matching dash_ function:
+ *    strings by dash_string_free, handles by dash_<object>_free. Every free
+ *    function takes the handle itself and accepts NULL.
+ *  - Options are JSON objects passed as strings (NULL or "" means all
+ *    defaults). An unknown key or a value of the wrong type is an error that
+ *    names the key; dash_options_describe lists every option.
+ *  - Threads: dash_infer may be called on one model from many threads at once.
+ *    Every other function that takes a handle needs that handle to be used by
+ *    one thread at a time. "threads" in options sets the library's compute
+ *    threads for the whole process (LibTorch's setting is global).
+ *  - Arrays are C-order float32 unless said otherwise. x holds n samples of
+ *    the task's input_shape; y is int64_t class indices for classification and
+ *    float32 of the target shape otherwise (see dash_task_create).
  *
- * This header is C99 and self-contained. The entry points for tasks, search,
- * retraining and inference are being added on top of these conventions.
+ * This header is C99 and self-contained. Functions and struct fields are only
+ * ever appended; DASH_ABI_VERSION changes if a released one ever changes.
  */
 #ifndef DASH_DASH_H
 #define DASH_DASH_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define DASH_VERSION_MAJOR 0
-#define DASH_VERSION_MINOR 1
+#define DASH_VERSION_MINOR 2
 #define DASH_VERSION_PATCH 0
-#define DASH_VERSION_STRING "0.1.0"
+#define DASH_VERSION_STRING "0.2.0"
 /* Bumped whenever a released function or struct changes incompatibly. */
 #define DASH_ABI_VERSION 1
 
@@ -30,12 +58,162 @@ extern "C" {
 #define DASH_API
 #endif
 
+/* ---- Status and errors ------------------------------------------------ */
+
+typedef enum dash_status {
+  DASH_OK = 0,
+  DASH_INVALID_ARGUMENT = 1, /* a NULL, a wrong length or shape, a bad option */
+  DASH_IO_ERROR = 2,         /* a file is missing, unreadable or unwritable */
+  DASH_BAD_FILE = 3,         /* a file was read but is truncated, corrupted or not ours */
+  DASH_CANCELLED = 4,        /* the progress callback asked to stop */
+  DASH_UNSUPPORTED = 5,      /* valid, but not available in this build (e.g. CUDA) */
+  DASH_OUT_OF_MEMORY = 6,    /* an allocation failed; the library keeps working */
+  DASH_INTERNAL = 7          /* a bug in dashnas: please report the message */
+} dash_status;
+
+/* A short constant name for a status ("DASH_IO_ERROR"). Never NULL. */
+DASH_API const char *dash_status_name(dash_status status);
+
+/* What the last failing call on this thread said; "" if none failed.
+ * Never NULL; valid until this thread's next dash_ call. */
+DASH_API const char *dash_last_error(void);
+
+/* ---- Version ------------------------------------------------------------ */
+
 /* The library's version, "MAJOR.MINOR.PATCH". Static storage: never free it. */
 DASH_API const char *dash_version(void);
 
 /* DASH_ABI_VERSION of the library actually loaded; compare it with the macro
  * to detect a header/library mismatch. */
 DASH_API int dash_abi_version(void);
+
+/* ---- Handles -------------------------------------------------------------- */
+
+typedef struct dash_task dash_task;   /* a task spec and its data splits */
+typedef struct dash_arch dash_arch;   /* a searched architecture + hyperparameters */
+typedef struct dash_model dash_model; /* a trained network, ready to infer */
+
+typedef enum dash_split {
+  DASH_SPLIT_TRAIN = 0,
+  DASH_SPLIT_VALID = 1, /* optional: carved from train ("valid_fraction") if unset */
+  DASH_SPLIT_TEST = 2
+} dash_split;
+
+/* ---- Progress ------------------------------------------------------------- */
+
+/* One progress event of a long call. `size` is sizeof(dash_progress) of the
+ * library that filled it: fields are only ever appended, so check it before
+ * reading a field newer than your header. Strings live for the callback only. */
+typedef struct dash_progress {
+  size_t size;
+  const char *stage;   /* "search", "hpo", "retrain" */
+  int64_t epoch;       /* 1-based, within the stage */
+  int64_t epochs;      /* planned epochs of the stage */
+  int64_t step;        /* 1-based, within the epoch */
+  int64_t steps;       /* steps per epoch */
+  double loss;         /* running mean training loss of the epoch */
+  double metric;       /* latest validation metric; NaN before the first */
+  double elapsed_s;    /* seconds since the stage started */
+  double eta_s;        /* estimated seconds left in the stage */
+} dash_progress;
+
+/* Called after every training step and epoch. Return 0 to go on; non-zero
+ * cancels: the call returns DASH_CANCELLED and frees what it made. The
+ * callback runs on the calling thread and must not call dash_ functions on
+ * the handles of the running call. */
+typedef int (*dash_progress_fn)(const dash_progress *event, void *user_data);
+
+/* ---- Tasks ------------------------------------------------------------------ */
+
+/* spec_json: {"kind": "classification" | "multilabel" | "regression" | "dense",
+ *             "input_shape": [channels, length] or [channels, height, width],
+ *             "num_classes": N      (classification, multilabel),
+ *             "num_outputs": N      (regression: values per sample;
+ *                                    dense: channels per position),
+ *             "metric": optional    ("accuracy", "macro_auroc", "macro_f1",
+ *                                    "relative_l2", "mae", "mean_average_precision"),
+ *             "loss": optional      ("cross_entropy", "bce_with_logits", "mse",
+ *                                    "relative_l2"),
+ *             "pos_weight": optional (multilabel: one positive weight per class)}
+ * Targets: classification y is int64_t [n] in [0, num_classes); multilabel y
+ * is float [n, num_classes] of 0/1; regression y is float [n, num_outputs];
+ * dense y is float [n, num_outputs, spatial...] with the input's spatial shape. */
+DASH_API dash_status dash_task_create(const char *spec_json, dash_task **out);
+
+/* Copies n samples into a split, replacing what it held. x has n * prod(input_shape)
+ * floats; y has n targets as above. Rejects NaN/Inf, labels out of range, n < 1. */
+DASH_API dash_status dash_task_set_data(dash_task *task, dash_split split, const float *x,
+                                        const void *y, int64_t n);
+
+/* Loads a split from files: .npy (float32, float64, uint8, int64; C order),
+ * .idx or .idx.gz (as Fashion-MNIST ships). Same checks as dash_task_set_data. */
+DASH_API dash_status dash_task_load_files(dash_task *task, dash_split split, const char *x_path,
+                                          const char *y_path);
+
+/* Number of samples a split holds (0 if unset). */
+DASH_API dash_status dash_task_split_size(const dash_task *task, dash_split split, int64_t *out);
+
+/* The task spec with defaults filled in, as JSON. Free with dash_string_free. */
+DASH_API dash_status dash_task_to_json(const dash_task *task, char **json_out);
+
+DASH_API void dash_task_free(dash_task *task);
+
+/* ---- Search ----------------------------------------------------------------- */
+
+/* DASH's search on the task's train split (validating on valid), then the
+ * hyperparameter grid (option "hpo"). Needs train; valid is carved from train
+ * if unset. progress may be NULL. See dash_options_describe for options. */
+DASH_API dash_status dash_search(dash_task *task, const char *options_json,
+                                 dash_progress_fn progress, void *user_data, dash_arch **out);
+
+/* {"backbone": ..., "layers": [{"kernel_size": k, "dilation": d}, ...],
+ *  "hyperparameters": {"lr", "momentum", "weight_decay", "dropout"}} */
+DASH_API dash_status dash_arch_to_json(const dash_arch *arch, char **json_out);
+/* The inverse; "hyperparameters" may be left out (defaults then). */
+DASH_API dash_status dash_arch_from_json(const char *json, dash_arch **out);
+/* The plain backbone for a task (k=3, d=1 everywhere): the baseline DASH beats. */
+DASH_API dash_status dash_arch_plain(const dash_task *task, dash_arch **out);
+DASH_API void dash_arch_free(dash_arch *arch);
+
+/* ---- Retrain, infer, evaluate ------------------------------------------------ */
+
+/* Trains the discrete network `arch` on train, keeping the weights that
+ * validated best. Options as for dash_search (see dash_options_describe). */
+DASH_API dash_status dash_retrain(dash_task *task, const dash_arch *arch, const char *options_json,
+                                  dash_progress_fn progress, void *user_data, dash_model **out);
+
+/* Values dash_infer writes per sample: num_classes (classification and
+ * multilabel logits), num_outputs (regression), num_outputs * prod(spatial) (dense). */
+DASH_API dash_status dash_model_output_size(const dash_model *model, int64_t *out);
+
+/* Runs n samples (raw, as given to the task: the model normalises them).
+ * out_len must equal n * dash_model_output_size. Safe from many threads. */
+DASH_API dash_status dash_infer(dash_model *model, const float *x, int64_t n, float *out,
+                                int64_t out_len);
+
+/* Loss and metric of the model on a split of a task with the same spec:
+ * {"split", "samples", "loss", "metric_name", "metric", "higher_is_better"}.
+ * Free with dash_string_free. */
+DASH_API dash_status dash_evaluate(dash_model *model, dash_task *task, dash_split split,
+                                   char **report_json);
+
+/* Task spec, architecture, hyperparameters, normaliser, training report and
+ * library version of a model, as JSON. Free with dash_string_free. */
+DASH_API dash_status dash_model_info(const dash_model *model, char **json_out);
+
+/* One self-describing file (magic, format version, metadata, weights,
+ * checksum), written atomically: an existing file is replaced only whole. */
+DASH_API dash_status dash_model_save(const dash_model *model, const char *path);
+DASH_API dash_status dash_model_load(const char *path, dash_model **out);
+DASH_API void dash_model_free(dash_model *model);
+
+/* ---- Options and strings ------------------------------------------------------- */
+
+/* Every option: {"name": {"type", "default", "used_by": ["search", "retrain"],
+ * "help"}, ...}. Free with dash_string_free. */
+DASH_API dash_status dash_options_describe(char **json_out);
+
+DASH_API void dash_string_free(char *str);
 
 #ifdef __cplusplus
 }

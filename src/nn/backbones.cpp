@@ -72,6 +72,16 @@ SearchableConv BackboneImpl::make_conv(const LayerSetup& setup, const ConvShape&
 
 BackboneImpl::BackboneImpl(const BackboneSpec& spec, const LayerSetup& setup) : spec_(spec) {
   spec.validate();
+  auto affine = [&](const std::vector<double>& v, double identity) {
+    if (v.empty()) return torch::full({spec.num_outputs}, identity);
+    if (static_cast<int64_t>(v.size()) != spec.num_outputs) {
+      throw std::invalid_argument("output affine map has " + std::to_string(v.size()) +
+                                  " values for " + std::to_string(spec.num_outputs) + " outputs");
+    }
+    return torch::tensor(std::vector<float>(v.begin(), v.end()));
+  };
+  output_scale_ = register_buffer("output_scale", affine(spec.output_scale, 1.0));
+  output_shift_ = register_buffer("output_shift", affine(spec.output_shift, 0.0));
   if (!setup.mixture && setup.architecture.layers.size() != spec.searchable_layers()) {
     throw std::invalid_argument("architecture has " +
                                 std::to_string(setup.architecture.layers.size()) +
@@ -147,7 +157,11 @@ at::Tensor BackboneImpl::forward(const at::Tensor& x) {
   TORCH_CHECK(x.dim() == spec_.dims() + 2 && x.size(1) == spec_.in_channels,
               "backbone ", spec_.name(), " expects [n, ", spec_.in_channels, ", ...] with ",
               spec_.dims(), " spatial dimensions, got ", x.sizes());
-  return spec_.kind == BackboneKind::kWideResNet ? forward_wrn(x) : forward_resnet1d(x);
+  const at::Tensor raw =
+      spec_.kind == BackboneKind::kWideResNet ? forward_wrn(x) : forward_resnet1d(x);
+  std::vector<int64_t> per_channel(raw.dim(), 1);
+  per_channel[1] = -1;
+  return torch::addcmul(output_shift_.view(per_channel), raw, output_scale_.view(per_channel));
 }
 
 at::Tensor BackboneImpl::forward_wrn(const at::Tensor& x) {

@@ -25,6 +25,11 @@ struct BackboneSpec {
   // Dense tasks: no downsampling, one output vector per position.
   bool dense = false;
   double dropout = 0.0;
+  // A fixed affine map of the outputs per output channel, raw * scale + shift,
+  // so that the network's own outputs are O(1) whatever the targets' units
+  // (regression and dense targets; see search::fit_output_affine). Kept as
+  // buffers, so saved with the weights. Empty: the identity.
+  std::vector<double> output_scale, output_shift;
 
   std::string name() const;  // "wrn-16-1", "resnet1d-1", with "-dense" when dense
   int dims() const { return static_cast<int>(spatial.size()); }
@@ -78,6 +83,7 @@ class BackboneImpl : public torch::nn::Module {
   torch::nn::AnyModule head_bn_;
   torch::nn::AnyModule head_;  // Linear, or a 1x1 conv when dense
   torch::nn::Dropout dropout_{nullptr};
+  at::Tensor output_scale_, output_shift_;  // [num_outputs]
 };
 TORCH_MODULE(Backbone);
 

@@ -57,6 +57,24 @@ nn::BackboneSpec backbone_for(const task::TaskSpec& spec, int depth, int width, 
   return b;
 }
 
+void fit_output_affine(const task::TaskSpec& spec, const at::Tensor& train_y,
+                       nn::BackboneSpec* backbone) {
+  backbone->output_scale.clear();
+  backbone->output_shift.clear();
+  const bool float_targets = spec.kind == task::TaskKind::kRegression ||
+                             spec.kind == task::TaskKind::kDense;
+  const bool scalable = spec.loss == task::LossKind::kMSE || spec.loss == task::LossKind::kRelativeL2;
+  if (!float_targets || !scalable || !train_y.defined() || train_y.size(0) == 0) return;
+  // [n, outputs, positions...] -> [outputs, n * positions]
+  const at::Tensor y = train_y.to(at::kDouble).transpose(0, 1).reshape({spec.num_outputs, -1});
+  const at::Tensor mean = y.mean(1);
+  const at::Tensor std = y.std(1, /*unbiased=*/false).clamp_min(1e-8);
+  for (int64_t c = 0; c < spec.num_outputs; ++c) {
+    backbone->output_shift.push_back(mean[c].item<double>());
+    backbone->output_scale.push_back(std[c].item<double>());
+  }
+}
+
 task::Dataset prepare(const task::Dataset& data, task::Normalizer* normalizer_out) {
   task::Normalizer norm = task::Normalizer::fit(data.train.x);
   task::Dataset out = data;
@@ -81,7 +99,9 @@ SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
   mixture.mixture = true;
   mixture.space = space;
   mixture.separable = options.separable;
-  nn::Backbone supernet(backbone_for(spec, options.depth, options.width, options.hp.dropout), mixture);
+  nn::BackboneSpec super_spec = backbone_for(spec, options.depth, options.width, options.hp.dropout);
+  fit_output_affine(spec, data.train.y, &super_spec);
+  nn::Backbone supernet(super_spec, mixture);
 
   train::StageOptions so;
   so.stage = "search";
@@ -136,7 +156,9 @@ SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
       torch::manual_seed(options.seed + 1);
       nn::LayerSetup fixed;
       fixed.architecture = outcome.architecture;
-      nn::Backbone net(backbone_for(spec, options.depth, options.width, hp.dropout), fixed);
+      nn::BackboneSpec trial_spec = backbone_for(spec, options.depth, options.width, hp.dropout);
+      fit_output_affine(spec, data.train.y, &trial_spec);
+      nn::Backbone net(trial_spec, fixed);
       train::StageOptions to;
       to.stage = "hpo";
       to.epochs = options.hpo_epochs;
@@ -169,6 +191,7 @@ RetrainOutcome run_retrain(const task::TaskSpec& spec, const task::Dataset& data
                            const RetrainOptions& options, const train::ProgressFn& progress) {
   RetrainOutcome outcome;
   nn::BackboneSpec bspec = backbone_for(spec, options.depth, options.width, hp.dropout);
+  fit_output_affine(spec, data.train.y, &bspec);
   if (architecture.layers.size() != bspec.searchable_layers()) {
     throw std::invalid_argument("the architecture has " + std::to_string(architecture.layers.size()) +
                                 " layers but " + bspec.name() + " has " +

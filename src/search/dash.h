@@ -87,6 +87,12 @@ RetrainOutcome run_retrain(const task::TaskSpec& spec, const task::Dataset& data
                            const nn::Architecture& architecture, const train::Hyperparams& hp,
                            const RetrainOptions& options, const train::ProgressFn& progress);
 
+// Regression and dense targets under mse or relative_l2: per output channel,
+// the train targets' mean and standard deviation become the backbone's output
+// affine map (BackboneSpec::output_shift/scale). Other tasks: left empty.
+void fit_output_affine(const task::TaskSpec& spec, const at::Tensor& train_y,
+                       nn::BackboneSpec* backbone);
+
 // Fits the normaliser on train and applies it to every split.
 task::Dataset prepare(const task::Dataset& data, task::Normalizer* normalizer_out);
 

@@ -1,5 +1,7 @@
 #include "task/io.h"
 
+#include "util/errors.h"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -21,7 +23,7 @@ namespace dash::task {
 namespace {
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
+  throw FormatError(path + ": " + what);
 }
 
 bool host_is_little_endian() {
@@ -82,7 +84,7 @@ class InFile {
   // Up to n bytes; fewer only at the end of the file. Read errors throw.
   size_t read_some(void* dst, size_t n) {
     const size_t got = std::fread(dst, 1, n, f_);
-    if (got < n && std::ferror(f_)) fail(path_, std::string("read error: ") + std::strerror(errno));
+    if (got < n && std::ferror(f_)) throw IoError(path_ + ": read error: " + std::strerror(errno));
     return got;
   }
   void read_exact(void* dst, size_t n, const char* what) {
@@ -104,7 +106,7 @@ class InFile {
   [[noreturn]] void fail_open(const std::string& why) {
     if (f_ != nullptr) std::fclose(f_);
     f_ = nullptr;
-    throw std::runtime_error("cannot open " + path_ + ": " + why);
+    throw IoError("cannot open " + path_ + ": " + why);
   }
 
   std::string path_;
@@ -558,7 +560,7 @@ void save_npy(const at::Tensor& t_in, const std::string& path) {
 
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (f == nullptr)
-    throw std::runtime_error("cannot open " + path + " for writing: " + std::strerror(errno));
+    throw IoError("cannot open " + path + " for writing: " + std::strerror(errno));
   unsigned char prefix[10] = {0x93,
                               'N',
                               'U',
@@ -580,7 +582,7 @@ void save_npy(const at::Tensor& t_in, const std::string& path) {
   }
   if (!ok) {
     std::remove(path.c_str());
-    throw std::runtime_error("cannot write " + path + ": " + std::strerror(err));
+    throw IoError("cannot write " + path + ": " + std::strerror(err));
   }
 }
 
@@ -618,7 +620,7 @@ at::Tensor load_array(const std::string& path) {
   if (ends_with(p, ".gz") || ends_with(p, "-ubyte") || base.find(".idx") != std::string::npos) {
     return load_idx(path);
   }
-  throw std::runtime_error("cannot tell the format of " + path +
+  throw std::invalid_argument("cannot tell the format of " + path +
                            " from its name; expected .npy, .idx, .gz or an MNIST name ending in "
                            "-ubyte");
 }

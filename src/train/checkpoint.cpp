@@ -1,5 +1,7 @@
 #include "train/checkpoint.h"
 
+#include "util/errors.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,7 +44,7 @@ void write_atomically(const std::string& path,
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   std::error_code ec;
   std::filesystem::create_directories(parent_dir(path), ec);
-  if (ec) throw std::runtime_error("cannot create the directory of " + path + ": " + ec.message());
+  if (ec) throw IoError("cannot create the directory of " + path + ": " + ec.message());
   try {
     write(tmp);
     fsync_path(tmp, false);
@@ -53,7 +55,7 @@ void write_atomically(const std::string& path,
     fsync_path(parent_dir(path), true);
   } catch (const std::exception& e) {
     std::remove(tmp.c_str());
-    throw std::runtime_error(std::string("writing ") + path + " failed: " + e.what());
+    throw IoError(std::string("writing ") + path + " failed: " + e.what());
   }
 }
 

@@ -1,0 +1,78 @@
+#pragma once
+// What the C ABI's translation units share: the handle structs, error
+// reporting, the exception barrier and option parsing. Nothing here is
+// exported (the library is built with hidden visibility).
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "dash/dash.h"
+#include "model/trained_model.h"
+#include "nn/architecture.h"
+#include "task/dataset.h"
+#include "task/task_spec.h"
+#include "train/progress.h"
+#include "train/trainer.h"
+
+struct dash_task {
+  dash::task::TaskSpec spec;
+  dash::task::Split splits[3];  // indexed by dash_split
+};
+
+struct dash_arch {
+  dash::nn::Architecture architecture;
+  dash::train::Hyperparams hp;
+  nlohmann::json report;  // the search's report; {} when made from JSON
+};
+
+struct dash_model {
+  std::unique_ptr<dash::model::TrainedModel> model;
+};
+
+namespace dash::capi {
+
+// Valid but not available in this build (e.g. device "cuda" without CUDA).
+struct Unsupported : std::runtime_error {
+  explicit Unsupported(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Records the message for dash_last_error() and returns the status.
+dash_status fail(dash_status status, const std::string& message);
+
+// Runs f, turning every exception into a status and a message: the one
+// barrier every exported function goes through.
+dash_status guarded(const char* function, const std::function<void()>& f) noexcept;
+
+// Throws std::invalid_argument("<function>: <name> is NULL") when p is null.
+void require(const void* p, const char* function, const char* name);
+
+// A copy of s that the caller frees with dash_string_free.
+char* copy_string(const std::string& s);
+
+enum class Call { kSearch, kRetrain };
+
+// Parses an options JSON string (NULL or "" for defaults) for one call:
+// unknown keys, keys of the other call and wrong types are errors naming the
+// key. Returns every option of the call, defaults filled in.
+nlohmann::json parse_options(const char* options_json, Call call);
+
+// Every option with type, default, the calls that use it and help.
+nlohmann::json describe_options();
+
+// Applies the options every call shares: threads, FFT planner, device.
+void apply_runtime_options(const nlohmann::json& options);
+
+// Adapts a C progress callback (which may be NULL).
+train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data);
+
+// The task's data as the pipeline wants it: train (first max_train rows),
+// valid (carved from train when unset), test; checked, not yet normalised.
+task::Dataset task_dataset(const dash_task& task, const nlohmann::json& options);
+
+const char* split_name(dash_split split);
+dash_split checked_split(int split, const char* function);
+
+}  // namespace dash::capi

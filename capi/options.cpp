@@ -1,0 +1,212 @@
+// Every option of dash_search and dash_retrain: one table that parsing,
+// validation and dash_options_describe all read.
+
+#include <thread>
+
+#include <torch/torch.h>
+
+#include "capi/internal.h"
+#include "ops/cpu/fftw_plans.h"
+
+namespace dash::capi {
+namespace {
+
+using nlohmann::json;
+
+enum Uses : unsigned { kSearchOnly = 1, kRetrainOnly = 2, kBoth = 3 };
+
+struct OptionDef {
+  const char* name;
+  const char* type;  // "int", "number", "bool", "string", "int_list"
+  json search_default;   // null: the option has no default in that call
+  json retrain_default;
+  unsigned uses;
+  std::vector<std::string> choices;  // strings only; empty: any
+  const char* help;
+};
+
+const std::vector<OptionDef>& table() {
+  static const std::vector<OptionDef> t = {
+      {"seed", "int", 0, 0, kBoth, {}, "random seed: same seed, data and threads give the same result"},
+      {"threads", "int", 0, 0, kBoth, {}, "compute threads for the whole process; 0: all cores"},
+      {"device", "string", "auto", "auto", kBoth, {"auto", "cpu", "cuda"},
+       "where to compute; auto picks CUDA when built with it and a GPU is present"},
+      {"time_budget_s", "number", 0.0, 0.0, kBoth, {},
+       "wall-clock budget of the call in seconds (0: none); the call stops cleanly at it"},
+      {"epochs", "int", 4, 10, kBoth, {}, "epochs of the search, or of the retrain"},
+      {"batch_size", "int", 64, 64, kBoth, {}, "samples per training step"},
+      {"batch_fraction", "number", 1.0, 1.0, kBoth, {},
+       "share of the shuffled train batches used per epoch, in (0, 1]"},
+      {"valid_fraction", "number", 0.1, 0.1, kBoth, {},
+       "share of train carved out for validation when no valid split is set"},
+      {"max_train", "int", 0, 0, kBoth, {}, "use only the first N train samples (0: all)"},
+      {"depth", "int", 16, 16, kBoth, {}, "Wide ResNet depth for 2D tasks (6n+4)"},
+      {"width", "int", 1, 1, kBoth, {}, "backbone width (WRN widening factor; ResNet1D multiplier)"},
+      {"kernel_sizes", "int_list", json::array(), nullptr, kSearchOnly, {},
+       "candidate kernel sizes (odd); empty: DASH's default for the task"},
+      {"dilations", "int_list", json::array(), nullptr, kSearchOnly, {},
+       "candidate dilations; empty: DASH's default"},
+      {"lr", "number", 0.1, nullptr, kBoth, {},
+       "learning rate: of the search's weights; in retrain, overrides the architecture's"},
+      {"momentum", "number", nullptr, nullptr, kRetrainOnly, {},
+       "overrides the architecture's momentum"},
+      {"weight_decay", "number", nullptr, nullptr, kRetrainOnly, {},
+       "overrides the architecture's weight decay"},
+      {"dropout", "number", nullptr, nullptr, kRetrainOnly, {},
+       "overrides the architecture's dropout"},
+      {"arch_lr", "number", 0.05, nullptr, kSearchOnly, {}, "learning rate of the architecture logits"},
+      {"grad_scale", "number", 1.0, nullptr, kSearchOnly, {},
+       "architecture gradients are rescaled to norm 1/grad_scale per layer"},
+      {"field_penalty", "number", 0.05, nullptr, kSearchOnly, {},
+       "push towards small receptive fields, added to the logits' gradient"},
+      {"temperature", "number", 1.0, nullptr, kSearchOnly, {}, "Gumbel-softmax temperature"},
+      {"hpo", "bool", true, nullptr, kSearchOnly, {},
+       "tune lr (and, with hpo_grid dash, dropout, weight decay, momentum) after the search"},
+      {"hpo_grid", "string", "small", nullptr, kSearchOnly, {"small", "dash"},
+       "small: lr {0.1, 0.03, 0.01}; dash: DASH's 24-point grid with its early stop"},
+      {"hpo_epochs", "int", 1, nullptr, kSearchOnly, {}, "epochs per grid point"},
+      {"hpo_share", "number", 0.27, nullptr, kSearchOnly, {},
+       "share of time_budget_s given to the grid"},
+      {"fft_planner", "string", "estimate", "estimate", kBoth, {"estimate", "measure", "patient"},
+       "FFTW planning: estimate is bit-reproducible; measure makes steps ~2x faster after "
+       "tens of seconds of planning"},
+      {"checkpoint_dir", "string", "", "", kBoth, {},
+       "where checkpoints go at each epoch end (\"\": none)"},
+      {"resume", "bool", false, false, kBoth, {}, "continue from the checkpoints in checkpoint_dir"},
+  };
+  return t;
+}
+
+bool type_matches(const OptionDef& d, const json& v) {
+  const std::string type = d.type;
+  if (type == "int") return v.is_number_integer();
+  if (type == "number") return v.is_number();
+  if (type == "bool") return v.is_boolean();
+  if (type == "string") return v.is_string();
+  if (type == "int_list") {
+    if (!v.is_array()) return false;
+    for (const auto& e : v) {
+      if (!e.is_number_integer()) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+const char* call_name(Call c) { return c == Call::kSearch ? "dash_search" : "dash_retrain"; }
+
+}  // namespace
+
+json parse_options(const char* options_json, Call call) {
+  json user = json::object();
+  if (options_json != nullptr && options_json[0] != '\0') {
+    try {
+      user = json::parse(options_json);
+    } catch (const json::parse_error& e) {
+      throw std::invalid_argument(std::string("options are not valid JSON: ") + e.what());
+    }
+    if (!user.is_object()) throw std::invalid_argument("options must be a JSON object");
+  }
+  const unsigned mine = call == Call::kSearch ? kSearchOnly : kRetrainOnly;
+  json out = json::object();
+  for (const auto& d : table()) {
+    if (d.uses & mine) out[d.name] = call == Call::kSearch ? d.search_default : d.retrain_default;
+  }
+  for (const auto& [key, value] : user.items()) {
+    const OptionDef* def = nullptr;
+    for (const auto& d : table()) {
+      if (key == d.name) def = &d;
+    }
+    if (def == nullptr) {
+      throw std::invalid_argument("unknown option '" + key +
+                                  "'; dash_options_describe lists every option");
+    }
+    if (!(def->uses & mine)) {
+      throw std::invalid_argument("option '" + key + "' is used by " +
+                                  call_name(call == Call::kSearch ? Call::kRetrain : Call::kSearch) +
+                                  ", not " + call_name(call));
+    }
+    if (!type_matches(*def, value)) {
+      throw std::invalid_argument("option '" + key + "' must be of type " + def->type + ", got " +
+                                  value.dump());
+    }
+    if (!def->choices.empty() &&
+        std::find(def->choices.begin(), def->choices.end(), value.get<std::string>()) ==
+            def->choices.end()) {
+      std::string all;
+      for (const auto& c : def->choices) all += (all.empty() ? "" : ", ") + c;
+      throw std::invalid_argument("option '" + key + "' must be one of " + all + ", got " +
+                                  value.dump());
+    }
+    out[key] = value;
+  }
+  auto at_least = [&](const char* key, double min) {
+    if (!out[key].is_null() && out[key].get<double>() < min) {
+      throw std::invalid_argument(std::string("option '") + key + "' must be >= " +
+                                  std::to_string(static_cast<long long>(min)) + ", got " +
+                                  out[key].dump());
+    }
+  };
+  at_least("seed", 0);
+  at_least("threads", 0);
+  at_least("time_budget_s", 0);
+  at_least("epochs", 1);
+  at_least("batch_size", 1);
+  at_least("max_train", 0);
+  at_least("width", 1);
+  const double bf = out["batch_fraction"].get<double>();
+  if (!(bf > 0 && bf <= 1)) throw std::invalid_argument("option 'batch_fraction' must be in (0, 1]");
+  const double vf = out["valid_fraction"].get<double>();
+  if (!(vf > 0 && vf < 1)) throw std::invalid_argument("option 'valid_fraction' must be in (0, 1)");
+  if (call == Call::kSearch) {
+    const double hs = out["hpo_share"].get<double>();
+    if (!(hs > 0 && hs < 1)) throw std::invalid_argument("option 'hpo_share' must be in (0, 1)");
+    if (out["kernel_sizes"].empty() != out["dilations"].empty()) {
+      throw std::invalid_argument("give both 'kernel_sizes' and 'dilations', or neither");
+    }
+    at_least("hpo_epochs", 1);
+  }
+  if (out["resume"].get<bool>() && out["checkpoint_dir"].get<std::string>().empty()) {
+    throw std::invalid_argument("option 'resume' needs 'checkpoint_dir'");
+  }
+  return out;
+}
+
+json describe_options() {
+  json all = json::object();
+  for (const auto& d : table()) {
+    json used = json::array();
+    if (d.uses & kSearchOnly) used.push_back("search");
+    if (d.uses & kRetrainOnly) used.push_back("retrain");
+    json def;
+    if ((d.uses == kBoth) && d.search_default != d.retrain_default) {
+      def = {{"search", d.search_default}, {"retrain", d.retrain_default}};
+    } else {
+      def = (d.uses & kSearchOnly) ? d.search_default : d.retrain_default;
+    }
+    json entry = {{"type", d.type}, {"default", def}, {"used_by", used}, {"help", d.help}};
+    if (!d.choices.empty()) entry["choices"] = d.choices;
+    all[d.name] = entry;
+  }
+  return all;
+}
+
+void apply_runtime_options(const json& options) {
+  const std::string device = options["device"].get<std::string>();
+  if (device == "cuda") {
+    throw Unsupported("device 'cuda' needs a build with -DDASH_WITH_CUDA=ON and a GPU; use 'cpu' or 'auto'");
+  }
+  const int threads = options["threads"].get<int>();
+  torch::set_num_threads(threads > 0 ? threads
+                                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  ops::cpu::set_fft_planner(options["fft_planner"].get<std::string>());
+}
+
+}  // namespace dash::capi
+
+extern "C" dash_status dash_options_describe(char** json_out) {
+  return dash::capi::guarded("dash_options_describe", [&] {
+    dash::capi::require(json_out, "dash_options_describe", "json_out");
+    *json_out = dash::capi::copy_string(dash::capi::describe_options().dump(2));
+  });
+}

@@ -1,0 +1,189 @@
+// The long calls: search and retrain; and the architecture handle.
+
+#include <cmath>
+
+#include "capi/internal.h"
+#include "search/dash.h"
+
+namespace dash::capi {
+
+using nlohmann::json;
+
+train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data) {
+  if (fn == nullptr) return nullptr;
+  return [fn, user_data](const train::Progress& p) {
+    dash_progress e;
+    e.size = sizeof(dash_progress);
+    e.stage = p.stage.c_str();
+    e.epoch = p.epoch;
+    e.epochs = p.epochs;
+    e.step = p.step;
+    e.steps = p.steps;
+    e.loss = p.loss;
+    e.metric = p.metric;
+    e.elapsed_s = p.elapsed_s;
+    e.eta_s = p.eta_s;
+    return fn(&e, user_data) == 0;
+  };
+}
+
+}  // namespace dash::capi
+
+namespace {
+
+using dash::capi::guarded;
+using dash::capi::require;
+using nlohmann::json;
+
+json arch_json(const dash_arch& a) {
+  json j = a.architecture.to_json();
+  j["hyperparameters"] = a.hp.to_json();
+  return j;
+}
+
+}  // namespace
+
+extern "C" {
+
+dash_status dash_search(dash_task* task, const char* options_json, dash_progress_fn progress,
+                        void* user_data, dash_arch** out) {
+  return guarded("dash_search", [&] {
+    require(task, "dash_search", "task");
+    require(out, "dash_search", "out");
+    const json opt = dash::capi::parse_options(options_json, dash::capi::Call::kSearch);
+    dash::capi::apply_runtime_options(opt);
+    const auto raw = dash::capi::task_dataset(*task, opt);
+    const auto data = dash::search::prepare(raw, nullptr);
+
+    dash::search::SearchOptions so;
+    so.seed = opt["seed"].get<uint64_t>();
+    so.space.kernel_sizes = opt["kernel_sizes"].get<std::vector<int64_t>>();
+    so.space.dilations = opt["dilations"].get<std::vector<int64_t>>();
+    so.depth = opt["depth"].get<int>();
+    so.width = opt["width"].get<int>();
+    so.batch_size = opt["batch_size"].get<int64_t>();
+    so.epochs = opt["epochs"].get<int64_t>();
+    so.batch_fraction = opt["batch_fraction"].get<double>();
+    so.hp.lr = opt["lr"].get<double>();
+    so.arch.lr = opt["arch_lr"].get<double>();
+    so.arch.grad_scale = opt["grad_scale"].get<double>();
+    so.arch.field_penalty = opt["field_penalty"].get<double>();
+    so.arch.temperature = opt["temperature"].get<double>();
+    so.hpo = opt["hpo"].get<bool>();
+    so.grid = opt["hpo_grid"].get<std::string>() == "dash" ? dash::search::dash_grid()
+                                                           : dash::search::small_grid();
+    so.hpo_epochs = opt["hpo_epochs"].get<int64_t>();
+    const double budget = opt["time_budget_s"].get<double>();
+    const double hpo_share = so.hpo ? opt["hpo_share"].get<double>() : 0.0;
+    so.time_budget_s = budget * (1 - hpo_share);
+    so.hpo_time_budget_s = budget * hpo_share;
+    so.checkpoint_dir = opt["checkpoint_dir"].get<std::string>();
+    so.resume = opt["resume"].get<bool>();
+
+    auto outcome = dash::search::run_search(task->spec, data, so,
+                                            dash::capi::progress_adapter(progress, user_data));
+    auto arch = std::make_unique<dash_arch>();
+    arch->architecture = outcome.architecture;
+    arch->hp = outcome.hp;
+    arch->report = outcome.report;
+    *out = arch.release();
+  });
+}
+
+dash_status dash_arch_to_json(const dash_arch* arch, char** json_out) {
+  return guarded("dash_arch_to_json", [&] {
+    require(arch, "dash_arch_to_json", "arch");
+    require(json_out, "dash_arch_to_json", "json_out");
+    *json_out = dash::capi::copy_string(arch_json(*arch).dump());
+  });
+}
+
+dash_status dash_arch_from_json(const char* text, dash_arch** out) {
+  return guarded("dash_arch_from_json", [&] {
+    require(text, "dash_arch_from_json", "json");
+    require(out, "dash_arch_from_json", "out");
+    json j;
+    try {
+      j = json::parse(text);
+    } catch (const json::parse_error& e) {
+      throw std::invalid_argument(std::string("the architecture is not valid JSON: ") + e.what());
+    }
+    if (!j.is_object()) throw std::invalid_argument("the architecture must be a JSON object");
+    auto arch = std::make_unique<dash_arch>();
+    if (j.contains("hyperparameters")) {
+      const json& h = j["hyperparameters"];
+      if (!h.is_object()) throw std::invalid_argument("'hyperparameters' must be an object");
+      for (const auto& [key, value] : h.items()) {
+        if (key != "lr" && key != "momentum" && key != "weight_decay" && key != "dropout") {
+          throw std::invalid_argument("hyperparameters: unknown key '" + key +
+                                      "' (lr, momentum, weight_decay, dropout)");
+        }
+        if (!value.is_number()) {
+          throw std::invalid_argument("hyperparameters: '" + key + "' must be a number");
+        }
+      }
+      arch->hp.lr = h.value("lr", arch->hp.lr);
+      arch->hp.momentum = h.value("momentum", arch->hp.momentum);
+      arch->hp.weight_decay = h.value("weight_decay", arch->hp.weight_decay);
+      arch->hp.dropout = h.value("dropout", arch->hp.dropout);
+      j.erase("hyperparameters");
+    }
+    arch->architecture = dash::nn::Architecture::from_json(j);
+    *out = arch.release();
+  });
+}
+
+dash_status dash_arch_plain(const dash_task* task, dash_arch** out) {
+  return guarded("dash_arch_plain", [&] {
+    require(task, "dash_arch_plain", "task");
+    require(out, "dash_arch_plain", "out");
+    const auto b = dash::search::backbone_for(task->spec, 16, 1, 0);
+    auto arch = std::make_unique<dash_arch>();
+    arch->architecture = dash::nn::Architecture::plain(b.name(), b.searchable_layers());
+    *out = arch.release();
+  });
+}
+
+void dash_arch_free(dash_arch* arch) { delete arch; }
+
+dash_status dash_retrain(dash_task* task, const dash_arch* arch, const char* options_json,
+                         dash_progress_fn progress, void* user_data, dash_model** out) {
+  return guarded("dash_retrain", [&] {
+    require(task, "dash_retrain", "task");
+    require(arch, "dash_retrain", "arch");
+    require(out, "dash_retrain", "out");
+    const json opt = dash::capi::parse_options(options_json, dash::capi::Call::kRetrain);
+    dash::capi::apply_runtime_options(opt);
+    const auto raw = dash::capi::task_dataset(*task, opt);
+    dash::task::Normalizer norm;
+    const auto data = dash::search::prepare(raw, &norm);
+
+    dash::train::Hyperparams hp = arch->hp;
+    if (!opt["lr"].is_null()) hp.lr = opt["lr"].get<double>();
+    if (!opt["momentum"].is_null()) hp.momentum = opt["momentum"].get<double>();
+    if (!opt["weight_decay"].is_null()) hp.weight_decay = opt["weight_decay"].get<double>();
+    if (!opt["dropout"].is_null()) hp.dropout = opt["dropout"].get<double>();
+
+    dash::search::RetrainOptions ro;
+    ro.seed = opt["seed"].get<uint64_t>();
+    ro.depth = opt["depth"].get<int>();
+    ro.width = opt["width"].get<int>();
+    ro.batch_size = opt["batch_size"].get<int64_t>();
+    ro.epochs = opt["epochs"].get<int64_t>();
+    ro.batch_fraction = opt["batch_fraction"].get<double>();
+    ro.time_budget_s = opt["time_budget_s"].get<double>();
+    ro.checkpoint_dir = opt["checkpoint_dir"].get<std::string>();
+    ro.resume = opt["resume"].get<bool>();
+    auto r = dash::search::run_retrain(task->spec, data, arch->architecture, hp, ro,
+                                       dash::capi::progress_adapter(progress, user_data));
+    json report = r.report;
+    if (!arch->report.empty()) report["search"] = arch->report;
+    auto model = std::make_unique<dash_model>();
+    const dash::nn::BackboneSpec bspec = r.model->spec();
+    model->model = std::make_unique<dash::model::TrainedModel>(
+        task->spec, bspec, arch->architecture, hp, norm, report, r.model);
+    *out = model.release();
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,60 @@
+#pragma once
+// A trained network with everything needed to use it on raw data: the task
+// spec, the architecture, the hyperparameters, the input normaliser and the
+// weights; saved to and loaded from one model file (model_file.h).
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+
+#include "nn/architecture.h"
+#include "nn/backbones.h"
+#include "task/dataset.h"
+#include "task/task_spec.h"
+#include "train/trainer.h"
+
+namespace dash::model {
+
+class TrainedModel {
+ public:
+  // `net` must have been built from `backbone` with the FIXED `architecture`.
+  TrainedModel(task::TaskSpec spec, nn::BackboneSpec backbone, nn::Architecture architecture,
+               train::Hyperparams hp, task::Normalizer normalizer, nlohmann::json report,
+               nn::Backbone net);
+
+  const task::TaskSpec& spec() const { return spec_; }
+  const nn::Architecture& architecture() const { return architecture_; }
+
+  // Values per sample of infer(): num_outputs, times the spatial size for dense tasks.
+  int64_t output_size() const;
+
+  // x: raw float32 [n, input_shape...] (not normalised). Returns float32
+  // [n, num_outputs] or, dense, [n, num_outputs, spatial...]. Runs in
+  // evaluation mode without gradients, in chunks of `batch` samples. Safe to
+  // call from several threads at once: it changes nothing in the model.
+  at::Tensor infer(const at::Tensor& x, int64_t batch = 256) const;
+
+  // Loss and metric on a raw (not normalised) checked split.
+  train::Evaluation evaluate(const task::Split& split) const;
+
+  // Task, backbone, architecture, hyperparameters, normaliser, training
+  // report and the library version that wrote it.
+  nlohmann::json metadata() const;
+
+  // Atomic; throws dash::IoError.
+  void save(const std::string& path) const;
+  // Throws dash::IoError, or dash::FormatError saying which check failed.
+  static std::unique_ptr<TrainedModel> load(const std::string& path);
+
+ private:
+  task::TaskSpec spec_;
+  nn::BackboneSpec backbone_;
+  nn::Architecture architecture_;
+  train::Hyperparams hp_;
+  task::Normalizer normalizer_;
+  nlohmann::json report_;
+  nn::Backbone net_;
+};
+
+}  // namespace dash::model

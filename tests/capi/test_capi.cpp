@@ -1,0 +1,491 @@
+// The C ABI as users meet it: this binary links only libdashnas.so and the
+// public header (no LibTorch, no internals), so it tests what ships.
+
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dash/dash.h"
+
+namespace {
+
+std::string last_error() { return dash_last_error(); }
+
+#define EXPECT_STATUS(call, status, text)                                                  \
+  do {                                                                                     \
+    const dash_status s_ = (call);                                                         \
+    EXPECT_EQ(s_, status) << dash_status_name(s_) << ": " << dash_last_error();             \
+    EXPECT_NE(last_error().find(text), std::string::npos)                                  \
+        << "message '" << dash_last_error() << "' lacks '" << (text) << "'";               \
+  } while (0)
+
+#define ASSERT_OK(call) ASSERT_EQ((call), DASH_OK) << dash_last_error()
+
+std::string scratch(const std::string& name) {
+  static const std::string dir = [] {
+    char tmpl[] = "/tmp/dash_capi_XXXXXX";
+    const char* d = mkdtemp(tmpl);
+    return std::string(d ? d : "/tmp");
+  }();
+  return dir + "/" + name;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_all(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f << bytes;
+}
+
+// A 1D task a small network learns in a few steps: class 1 clips hold a
+// faster sine than class 0, at a random phase, plus noise.
+const char* kSpec = R"({"kind": "classification", "input_shape": [1, 32], "num_classes": 2})";
+constexpr int64_t kLen = 32;
+
+void make_clips(int64_t n, uint32_t seed, std::vector<float>* x, std::vector<int64_t>* y) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> phase(0.0f, 6.2831853f);
+  std::normal_distribution<float> noise(0.0f, 0.1f);
+  x->resize(static_cast<size_t>(n * kLen));
+  y->resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t label = i % 2;
+    const float freq = label ? 0.9f : 0.25f;
+    const float ph = phase(rng);
+    for (int64_t t = 0; t < kLen; ++t) (*x)[i * kLen + t] = std::sin(freq * t + ph) + noise(rng);
+    (*y)[i] = label;
+  }
+}
+
+dash_task* make_task(int64_t n_train = 96) {
+  dash_task* task = nullptr;
+  EXPECT_EQ(dash_task_create(kSpec, &task), DASH_OK) << dash_last_error();
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  make_clips(n_train, 1, &x, &y);
+  EXPECT_EQ(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data(), y.data(), n_train), DASH_OK)
+      << dash_last_error();
+  make_clips(40, 2, &x, &y);
+  EXPECT_EQ(dash_task_set_data(task, DASH_SPLIT_TEST, x.data(), y.data(), 40), DASH_OK)
+      << dash_last_error();
+  return task;
+}
+
+const char* kSearchOptions = R"({"epochs": 1, "hpo": false, "threads": 1, "batch_size": 16})";
+const char* kRetrainOptions = R"({"epochs": 3, "threads": 1, "batch_size": 16})";
+
+dash_model* train_model(dash_task* task) {
+  dash_arch* arch = nullptr;
+  EXPECT_EQ(dash_search(task, kSearchOptions, nullptr, nullptr, &arch), DASH_OK) << dash_last_error();
+  dash_model* model = nullptr;
+  EXPECT_EQ(dash_retrain(task, arch, kRetrainOptions, nullptr, nullptr, &model), DASH_OK)
+      << dash_last_error();
+  dash_arch_free(arch);
+  return model;
+}
+
+std::vector<float> infer(dash_model* model, const std::vector<float>& x, int64_t n) {
+  int64_t per = 0;
+  EXPECT_EQ(dash_model_output_size(model, &per), DASH_OK);
+  std::vector<float> out(static_cast<size_t>(n * per));
+  EXPECT_EQ(dash_infer(model, x.data(), n, out.data(), n * per), DASH_OK) << dash_last_error();
+  return out;
+}
+
+// ---- version, statuses ---------------------------------------------------------
+
+TEST(CApi, VersionMatchesHeader) {
+  EXPECT_STREQ(dash_version(), DASH_VERSION_STRING);
+  EXPECT_EQ(dash_abi_version(), DASH_ABI_VERSION);
+  EXPECT_STREQ(dash_status_name(DASH_OK), "DASH_OK");
+  EXPECT_STREQ(dash_status_name(DASH_BAD_FILE), "DASH_BAD_FILE");
+  EXPECT_STREQ(dash_status_name(static_cast<dash_status>(99)), "DASH_UNKNOWN_STATUS");
+  EXPECT_NE(dash_last_error(), nullptr);
+}
+
+// ---- bad input: tasks ------------------------------------------------------------
+
+TEST(CApi, TaskCreateRejectsBadSpecs) {
+  dash_task* task = reinterpret_cast<dash_task*>(0x1);  // must stay untouched
+  EXPECT_STATUS(dash_task_create(nullptr, &task), DASH_INVALID_ARGUMENT, "spec_json is NULL");
+  EXPECT_STATUS(dash_task_create(kSpec, nullptr), DASH_INVALID_ARGUMENT, "out is NULL");
+  EXPECT_STATUS(dash_task_create("{not json", &task), DASH_INVALID_ARGUMENT, "not valid JSON");
+  EXPECT_STATUS(dash_task_create(R"({"kind": "clustering", "input_shape": [1, 8]})", &task),
+                DASH_INVALID_ARGUMENT, "kind");
+  EXPECT_STATUS(dash_task_create(R"({"kind": "classification", "input_shape": [1, 8]})", &task),
+                DASH_INVALID_ARGUMENT, "num_classes");
+  EXPECT_STATUS(dash_task_create(
+                    R"({"kind": "classification", "input_shape": [1, 8], "num_classes": 2, "colour": 1})",
+                    &task),
+                DASH_INVALID_ARGUMENT, "colour");
+  EXPECT_EQ(task, reinterpret_cast<dash_task*>(0x1));
+  EXPECT_NE(last_error().find("dash_task_create"), std::string::npos);
+}
+
+TEST(CApi, SetDataRejectsBadInput) {
+  dash_task* task = nullptr;
+  ASSERT_OK(dash_task_create(kSpec, &task));
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  make_clips(4, 1, &x, &y);
+  EXPECT_STATUS(dash_task_set_data(nullptr, DASH_SPLIT_TRAIN, x.data(), y.data(), 4),
+                DASH_INVALID_ARGUMENT, "task is NULL");
+  EXPECT_STATUS(dash_task_set_data(task, DASH_SPLIT_TRAIN, nullptr, y.data(), 4),
+                DASH_INVALID_ARGUMENT, "x is NULL");
+  EXPECT_STATUS(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data(), nullptr, 4),
+                DASH_INVALID_ARGUMENT, "y is NULL");
+  EXPECT_STATUS(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data(), y.data(), 0),
+                DASH_INVALID_ARGUMENT, "n must be >= 1");
+  EXPECT_STATUS(dash_task_set_data(task, static_cast<dash_split>(7), x.data(), y.data(), 4),
+                DASH_INVALID_ARGUMENT, "split 7");
+  y[2] = 5;
+  EXPECT_STATUS(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data(), y.data(), 4),
+                DASH_INVALID_ARGUMENT, "label 5 is out of range");
+  y[2] = 0;
+  x[3 * kLen + 1] = std::nanf("");
+  EXPECT_STATUS(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data(), y.data(), 4),
+                DASH_INVALID_ARGUMENT, "NaN");
+  x[3 * kLen + 1] = INFINITY;
+  EXPECT_STATUS(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data(), y.data(), 4),
+                DASH_INVALID_ARGUMENT, "Inf");
+  int64_t size = -1;
+  ASSERT_OK(dash_task_split_size(task, DASH_SPLIT_TRAIN, &size));
+  EXPECT_EQ(size, 0);  // nothing was stored by the failing calls
+  dash_task_free(task);
+}
+
+TEST(CApi, EmptySplitsAreErrors) {
+  dash_task* task = nullptr;
+  ASSERT_OK(dash_task_create(kSpec, &task));
+  dash_arch* arch = nullptr;
+  EXPECT_STATUS(dash_search(task, kSearchOptions, nullptr, nullptr, &arch), DASH_INVALID_ARGUMENT,
+                "train split is empty");
+  EXPECT_EQ(arch, nullptr);
+  ASSERT_OK(dash_arch_plain(task, &arch));
+  dash_model* model = nullptr;
+  EXPECT_STATUS(dash_retrain(task, arch, kRetrainOptions, nullptr, nullptr, &model),
+                DASH_INVALID_ARGUMENT, "train split is empty");
+  dash_arch_free(arch);
+  dash_task_free(task);
+}
+
+TEST(CApi, LoadFilesReportsMissingTruncatedAndMismatchedFiles) {
+  dash_task* task = nullptr;
+  ASSERT_OK(dash_task_create(kSpec, &task));
+  EXPECT_STATUS(dash_task_load_files(task, DASH_SPLIT_TRAIN, "/nonexistent/x.npy", "/nonexistent/y.npy"),
+                DASH_IO_ERROR, "/nonexistent/x.npy");
+  // A valid .npy header promising more data than the file holds.
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 1, 32), }";
+  header.append(64 - (10 + header.size() + 1) % 64, ' ');
+  header += '\n';
+  std::string npy = std::string("\x93NUMPY\x01\x00", 8);
+  npy += static_cast<char>(header.size() & 0xff);
+  npy += static_cast<char>(header.size() >> 8);
+  npy += header;
+  write_all(scratch("x_trunc.npy"), npy + std::string(100, '\0'));
+  EXPECT_STATUS(dash_task_load_files(task, DASH_SPLIT_TRAIN, scratch("x_trunc.npy").c_str(),
+                                     scratch("x_trunc.npy").c_str()),
+                DASH_BAD_FILE, "x_trunc.npy");
+  write_all(scratch("x_ok.npy"), npy + std::string(4 * 32 * 4, '\0'));
+  // Labels file: x used as y has the wrong dtype/shape for classification.
+  EXPECT_STATUS(dash_task_load_files(task, DASH_SPLIT_TRAIN, scratch("x_ok.npy").c_str(),
+                                     scratch("x_ok.npy").c_str()),
+                DASH_INVALID_ARGUMENT, "train");
+  write_all(scratch("garbage.npy"), "this is not an array");
+  EXPECT_STATUS(dash_task_load_files(task, DASH_SPLIT_TRAIN, scratch("garbage.npy").c_str(),
+                                     scratch("garbage.npy").c_str()),
+                DASH_BAD_FILE, "garbage.npy");
+  EXPECT_STATUS(dash_task_load_files(task, DASH_SPLIT_TRAIN, nullptr, "y"), DASH_INVALID_ARGUMENT,
+                "x_path is NULL");
+  dash_task_free(task);
+}
+
+// ---- bad input: options ------------------------------------------------------------
+
+TEST(CApi, OptionsAreCheckedByNameAndType) {
+  dash_task* task = make_task(8);
+  dash_arch* arch = nullptr;
+  EXPECT_STATUS(dash_search(task, R"({"epoch": 1})", nullptr, nullptr, &arch), DASH_INVALID_ARGUMENT,
+                "unknown option 'epoch'");
+  EXPECT_STATUS(dash_search(task, R"({"epochs": "one"})", nullptr, nullptr, &arch),
+                DASH_INVALID_ARGUMENT, "'epochs' must be of type int");
+  EXPECT_STATUS(dash_search(task, R"({"hpo": 1})", nullptr, nullptr, &arch), DASH_INVALID_ARGUMENT,
+                "'hpo' must be of type bool");
+  EXPECT_STATUS(dash_search(task, R"({"dropout": 0.1})", nullptr, nullptr, &arch),
+                DASH_INVALID_ARGUMENT, "used by dash_retrain");
+  EXPECT_STATUS(dash_search(task, R"({"device": "tpu"})", nullptr, nullptr, &arch),
+                DASH_INVALID_ARGUMENT, "must be one of auto, cpu, cuda");
+  EXPECT_STATUS(dash_search(task, R"({"epochs": 0})", nullptr, nullptr, &arch), DASH_INVALID_ARGUMENT,
+                "'epochs' must be >= 1");
+  EXPECT_STATUS(dash_search(task, "[1, 2]", nullptr, nullptr, &arch), DASH_INVALID_ARGUMENT,
+                "JSON object");
+  EXPECT_STATUS(dash_search(task, R"({"device": "cuda"})", nullptr, nullptr, &arch),
+                DASH_UNSUPPORTED, "DASH_WITH_CUDA");
+  EXPECT_EQ(arch, nullptr);
+  dash_task_free(task);
+}
+
+TEST(CApi, OptionsDescribeListsEveryOptionAndItsDefaultsAreAccepted) {
+  char* text = nullptr;
+  ASSERT_OK(dash_options_describe(&text));
+  const std::string d = text;
+  dash_string_free(text);
+  for (const char* name : {"seed", "threads", "device", "time_budget_s", "epochs", "kernel_sizes",
+                           "dilations", "hpo"}) {
+    EXPECT_NE(d.find(std::string("\"") + name + "\": {"), std::string::npos) << name;
+  }
+  EXPECT_NE(d.find("\"help\""), std::string::npos);
+  EXPECT_NE(d.find("\"used_by\""), std::string::npos);
+}
+
+// ---- the pipeline end to end ---------------------------------------------------------
+
+TEST(CApi, SearchRetrainInferSaveLoadRoundTrip) {
+  dash_task* task = make_task();
+  dash_arch* arch = nullptr;
+  ASSERT_OK(dash_search(task, kSearchOptions, nullptr, nullptr, &arch));
+  char* arch_text = nullptr;
+  ASSERT_OK(dash_arch_to_json(arch, &arch_text));
+  const std::string arch_json = arch_text;
+  dash_string_free(arch_text);
+  EXPECT_NE(arch_json.find("\"layers\""), std::string::npos);
+  EXPECT_NE(arch_json.find("\"hyperparameters\""), std::string::npos);
+  // The JSON form rebuilds the same architecture.
+  dash_arch* again = nullptr;
+  ASSERT_OK(dash_arch_from_json(arch_json.c_str(), &again));
+  ASSERT_OK(dash_arch_to_json(again, &arch_text));
+  EXPECT_EQ(arch_json, arch_text);
+  dash_string_free(arch_text);
+  dash_arch_free(again);
+
+  dash_model* model = nullptr;
+  ASSERT_OK(dash_retrain(task, arch, kRetrainOptions, nullptr, nullptr, &model));
+  dash_arch_free(arch);
+
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  make_clips(40, 2, &x, &y);
+  const auto logits = infer(model, x, 40);
+  ASSERT_EQ(logits.size(), 80u);
+  int correct = 0;
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_TRUE(std::isfinite(logits[2 * i]) && std::isfinite(logits[2 * i + 1]));
+    correct += (logits[2 * i + 1] > logits[2 * i]) == (y[i] == 1);
+  }
+  // dash_evaluate's accuracy is the one these logits give.
+  char* report = nullptr;
+  ASSERT_OK(dash_evaluate(model, task, DASH_SPLIT_TEST, &report));
+  const std::string r = report;
+  dash_string_free(report);
+  char expected[64];
+  std::snprintf(expected, sizeof expected, "\"metric\":%g", correct / 40.0);
+  EXPECT_NE(r.find("\"metric_name\":\"accuracy\""), std::string::npos) << r;
+  EXPECT_NE(r.find(expected), std::string::npos) << r << " vs " << expected;
+
+  ASSERT_OK(dash_model_save(model, scratch("m.dash").c_str()));
+  dash_model* loaded = nullptr;
+  ASSERT_OK(dash_model_load(scratch("m.dash").c_str(), &loaded));
+  EXPECT_EQ(infer(loaded, x, 40), logits);  // bit-identical
+  char* info = nullptr;
+  ASSERT_OK(dash_model_info(loaded, &info));
+  EXPECT_NE(std::string(info).find("\"library_version\":\"" DASH_VERSION_STRING "\""), std::string::npos);
+  dash_string_free(info);
+  dash_model_free(loaded);
+  dash_model_free(model);
+  dash_task_free(task);
+}
+
+TEST(CApi, SameSeedGivesTheSameModel) {
+  dash_task* task = make_task();
+  dash_model* a = train_model(task);
+  dash_model* b = train_model(task);
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  make_clips(8, 3, &x, &y);
+  EXPECT_EQ(infer(a, x, 8), infer(b, x, 8));
+  dash_model_free(a);
+  dash_model_free(b);
+  dash_task_free(task);
+}
+
+struct ProgressLog {
+  std::vector<std::string> stages;
+  int64_t events = 0;
+  int64_t cancel_after = -1;
+  bool sizes_ok = true;
+};
+
+int record_progress(const dash_progress* e, void* user) {
+  auto* log = static_cast<ProgressLog*>(user);
+  log->sizes_ok = log->sizes_ok && e->size == sizeof(dash_progress) && e->epochs >= 1 &&
+                  e->steps >= 1 && e->step <= e->steps && e->elapsed_s >= 0;
+  if (log->stages.empty() || log->stages.back() != e->stage) log->stages.push_back(e->stage);
+  ++log->events;
+  return log->cancel_after >= 0 && log->events > log->cancel_after ? 1 : 0;
+}
+
+TEST(CApi, ProgressReportsEveryStageAndCancels) {
+  dash_task* task = make_task();
+  ProgressLog log;
+  dash_arch* arch = nullptr;
+  ASSERT_OK(dash_search(task, R"({"epochs": 1, "threads": 1, "batch_size": 16, "hpo_epochs": 1})",
+                        record_progress, &log, &arch));
+  EXPECT_TRUE(log.sizes_ok);
+  ASSERT_EQ(log.stages.size(), 2u);
+  EXPECT_EQ(log.stages[0], "search");
+  EXPECT_EQ(log.stages[1], "hpo");
+
+  for (int64_t after : {0, 3}) {
+    ProgressLog cancel;
+    cancel.cancel_after = after;
+    dash_arch* none = nullptr;
+    EXPECT_STATUS(dash_search(task, kSearchOptions, record_progress, &cancel, &none), DASH_CANCELLED,
+                  "cancelled");
+    EXPECT_EQ(none, nullptr);
+    EXPECT_EQ(cancel.events, after + 1);
+    dash_model* model = nullptr;
+    EXPECT_STATUS(dash_retrain(task, arch, kRetrainOptions, record_progress, &cancel, &model),
+                  DASH_CANCELLED, "cancelled");
+    EXPECT_EQ(model, nullptr);
+  }
+  dash_arch_free(arch);
+  dash_task_free(task);
+}
+
+// ---- bad input: models -------------------------------------------------------------
+
+class TrainedModel : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    task_ = make_task();
+    model_ = train_model(task_);
+    ASSERT_OK(dash_model_save(model_, scratch("good.dash").c_str()));
+  }
+  static void TearDownTestSuite() {
+    dash_model_free(model_);
+    dash_task_free(task_);
+  }
+  static dash_task* task_;
+  static dash_model* model_;
+};
+dash_task* TrainedModel::task_ = nullptr;
+dash_model* TrainedModel::model_ = nullptr;
+
+TEST_F(TrainedModel, InferRejectsWrongLengthsNullsAndNonFiniteInput) {
+  std::vector<float> x(4 * kLen, 0.5f), out(8);
+  EXPECT_STATUS(dash_infer(model_, x.data(), 4, out.data(), 7), DASH_INVALID_ARGUMENT,
+                "out_len is 7 but 4 samples need 4 x 2");
+  EXPECT_STATUS(dash_infer(model_, x.data(), 0, out.data(), 0), DASH_INVALID_ARGUMENT, "n must be");
+  EXPECT_STATUS(dash_infer(nullptr, x.data(), 4, out.data(), 8), DASH_INVALID_ARGUMENT, "model is NULL");
+  EXPECT_STATUS(dash_infer(model_, nullptr, 4, out.data(), 8), DASH_INVALID_ARGUMENT, "x is NULL");
+  EXPECT_STATUS(dash_infer(model_, x.data(), 4, nullptr, 8), DASH_INVALID_ARGUMENT, "out is NULL");
+  x[2 * kLen + 5] = std::nanf("");
+  EXPECT_STATUS(dash_infer(model_, x.data(), 4, out.data(), 8), DASH_INVALID_ARGUMENT,
+                "NaN or Inf in sample 2");
+}
+
+TEST_F(TrainedModel, EvaluateRejectsATaskOfAnotherShape) {
+  dash_task* other = nullptr;
+  ASSERT_OK(dash_task_create(R"({"kind": "classification", "input_shape": [1, 48], "num_classes": 2})",
+                             &other));
+  char* report = nullptr;
+  EXPECT_STATUS(dash_evaluate(model_, other, DASH_SPLIT_TEST, &report), DASH_INVALID_ARGUMENT,
+                "input [1, 32]");
+  EXPECT_EQ(report, nullptr);
+  dash_task_free(other);
+  dash_task* same = nullptr;
+  ASSERT_OK(dash_task_create(kSpec, &same));
+  EXPECT_STATUS(dash_evaluate(model_, same, DASH_SPLIT_VALID, &report), DASH_INVALID_ARGUMENT,
+                "valid split is empty");
+  dash_task_free(same);
+}
+
+TEST_F(TrainedModel, LoadRejectsMissingTruncatedCorruptedAndNewerFiles) {
+  const std::string good = read_all(scratch("good.dash"));
+  ASSERT_GT(good.size(), 100u);
+  dash_model* m = nullptr;
+  EXPECT_STATUS(dash_model_load("/nonexistent/model.dash", &m), DASH_IO_ERROR, "/nonexistent/model.dash");
+  EXPECT_STATUS(dash_model_load(scratch("").c_str(), &m), DASH_IO_ERROR, "not a regular file");
+  write_all(scratch("empty.dash"), "");
+  EXPECT_STATUS(dash_model_load(scratch("empty.dash").c_str(), &m), DASH_BAD_FILE, "truncated");
+  write_all(scratch("trunc.dash"), good.substr(0, good.size() / 2));
+  EXPECT_STATUS(dash_model_load(scratch("trunc.dash").c_str(), &m), DASH_BAD_FILE,
+                "do not match the file size");
+  std::string flipped = good;
+  flipped[good.size() / 2] ^= 0x20;
+  write_all(scratch("flip.dash"), flipped);
+  EXPECT_STATUS(dash_model_load(scratch("flip.dash").c_str(), &m), DASH_BAD_FILE, "checksum");
+  std::string magic = good;
+  magic[0] = 'X';
+  write_all(scratch("magic.dash"), magic);
+  EXPECT_STATUS(dash_model_load(scratch("magic.dash").c_str(), &m), DASH_BAD_FILE, "bad magic");
+  std::string newer = good;
+  newer[8] = 9;  // format version 9
+  write_all(scratch("newer.dash"), newer);
+  EXPECT_STATUS(dash_model_load(scratch("newer.dash").c_str(), &m), DASH_BAD_FILE, "newer dashnas");
+  std::string huge = good;
+  huge[23] = 0x7f;  // metadata length far beyond the file
+  write_all(scratch("huge.dash"), huge);
+  EXPECT_STATUS(dash_model_load(scratch("huge.dash").c_str(), &m), DASH_BAD_FILE,
+                "do not match the file size");
+  EXPECT_EQ(m, nullptr);
+  // A regular file where a directory should be: unwritable even for root.
+  const std::string under_file = scratch("good.dash") + "/m.dash";
+  EXPECT_STATUS(dash_model_save(model_, under_file.c_str()), DASH_IO_ERROR, under_file);
+  EXPECT_EQ(read_all(scratch("good.dash")), good);  // the existing file survives
+}
+
+TEST_F(TrainedModel, InferFromEightThreadsMatchesOneThread) {
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  make_clips(64, 9, &x, &y);
+  const auto expected = infer(model_, x, 64);
+  std::atomic<int> mismatches{0}, failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int rep = 0; rep < 5; ++rep) {
+        std::vector<float> out(expected.size());
+        if (dash_infer(model_, x.data(), 64, out.data(), static_cast<int64_t>(out.size())) != DASH_OK) {
+          ++failures;
+        } else if (out != expected) {
+          ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST(CApi, FreeFunctionsAcceptNull) {
+  dash_task_free(nullptr);
+  dash_arch_free(nullptr);
+  dash_model_free(nullptr);
+  dash_string_free(nullptr);
+  dash_arch* arch = nullptr;
+  EXPECT_STATUS(dash_arch_from_json(R"({"backbone": "x", "layers": [{"kernel_size": 4, "dilation": 1}]})",
+                                    &arch),
+                DASH_INVALID_ARGUMENT, "layer 0");
+  EXPECT_STATUS(dash_arch_from_json(R"({"backbone": "x", "layers": [], "hyperparameters": {"lr": "big"}})",
+                                    &arch),
+                DASH_INVALID_ARGUMENT, "'lr' must be a number");
+}
+
+}  // namespace
