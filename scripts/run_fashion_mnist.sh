@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine, builds dashnas and runs DASH on
 # Fashion-MNIST (Debian's dataset-fashion-mnist): search, hyperparameter grid,
-# retrain, test. Writes results/fashion_mnist_<method>.json.
+# retrain, test. Writes results/fashion_mnist_<method>.json and the model
+# results/fashion_mnist_<method>.dash.
 #
 #   scripts/run_fashion_mnist.sh [--method dash|backbone] [--set key=value ...]
 # Environment: BUDGET (seconds, default 600), MAX_TRAIN (rows, default 10000).
@@ -9,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-cmake --build build -j "$(nproc)" --target dashnas-run
+cmake --build build -j "$(nproc)" --target dashnas_cli
 
 data=/usr/share/datasets/fashion-mnist
 method=dash
@@ -23,9 +24,9 @@ done
 mkdir -p results
 export OMP_WAIT_POLICY=PASSIVE
 DASH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
-build/dashnas-run --task scripts/tasks/fashion_mnist.json --method "$method" \
+build/dashnas --task scripts/tasks/fashion_mnist.json --method "$method" \
   --train-x "$data/train-images-idx3-ubyte.gz" --train-y "$data/train-labels-idx1-ubyte.gz" \
   --test-x "$data/t10k-images-idx3-ubyte.gz" --test-y "$data/t10k-labels-idx1-ubyte.gz" \
-  --set budget_s="${BUDGET:-600}" --set max_train="${MAX_TRAIN:-10000}" \
-  --work-dir "results/fashion_mnist_${method}_work" \
-  --out "results/fashion_mnist_${method}.json" "${args[@]}"
+  --budget "${BUDGET:-600}" --set max_train="${MAX_TRAIN:-10000}" \
+  --work-dir "results/fashion_mnist_${method}_work" --model "results/fashion_mnist_${method}.dash" \
+  --out "results/fashion_mnist_${method}.json" "${args[@]+"${args[@]}"}"

@@ -13,7 +13,7 @@ run() {
   "$runner" --task "$root/scripts/tasks/fashion_mnist.json" --method backbone \
     --train-x "$data/train-images-idx3-ubyte.gz" --train-y "$data/train-labels-idx1-ubyte.gz" \
     --test-x "$data/t10k-images-idx3-ubyte.gz" --test-y "$data/t10k-labels-idx1-ubyte.gz" \
-    --set max_train=600 --set max_test=200 --set retrain_epochs=6 --set batch_size=50 \
+    --set max_train=600 --set epochs=6 --set batch_size=50 \
     --set threads=2 --work-dir "$work" --out "$work/result.json" "$@"
 }
 

@@ -117,10 +117,11 @@ typedef struct dash_progress {
   double eta_s;        /* estimated seconds left in the stage */
 } dash_progress;
 
-/* Called after every training step and epoch. Return 0 to go on; non-zero
- * cancels: the call returns DASH_CANCELLED and frees what it made. The
- * callback runs on the calling thread and must not call dash_ functions on
- * the handles of the running call. */
+/* Called after every training step, and once more when an epoch ends, after
+ * validation: that event repeats step == steps and carries the new metric.
+ * Return 0 to go on; non-zero cancels: the call returns DASH_CANCELLED and
+ * frees what it made. The callback runs on the calling thread and must not
+ * call dash_ functions on the handles of the running call. */
 typedef int (*dash_progress_fn)(const dash_progress *event, void *user_data);
 
 /* ---- Tasks ------------------------------------------------------------------ */
@@ -187,7 +188,9 @@ DASH_API dash_status dash_retrain(dash_task *task, const dash_arch *arch, const 
 DASH_API dash_status dash_model_output_size(const dash_model *model, int64_t *out);
 
 /* Runs n samples (raw, as given to the task: the model normalises them).
- * out_len must equal n * dash_model_output_size. Safe from many threads. */
+ * out_len must equal n * dash_model_output_size. Safe from many threads.
+ * Samples go through the network in chunks of 256: results are bit-identical
+ * for the same n, and may differ in the last bit between different n. */
 DASH_API dash_status dash_infer(dash_model *model, const float *x, int64_t n, float *out,
                                 int64_t out_len);
 
@@ -202,7 +205,8 @@ DASH_API dash_status dash_evaluate(dash_model *model, dash_task *task, dash_spli
 DASH_API dash_status dash_model_info(const dash_model *model, char **json_out);
 
 /* One self-describing file (magic, format version, metadata, weights,
- * checksum), written atomically: an existing file is replaced only whole. */
+ * checksum), written atomically: an existing file is replaced only whole.
+ * Missing parent directories are created. */
 DASH_API dash_status dash_model_save(const dash_model *model, const char *path);
 DASH_API dash_status dash_model_load(const char *path, dash_model **out);
 DASH_API void dash_model_free(dash_model *model);

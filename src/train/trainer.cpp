@@ -361,6 +361,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       p.metric = rec.valid_metric;
       p.elapsed_s = s.elapsed;
       p.eta_s = s.elapsed / static_cast<double>(epoch) * static_cast<double>(opt.epochs - epoch);
+      if (opt.time_budget_s > 0) p.eta_s = std::min(p.eta_s, std::max(0.0, opt.time_budget_s - s.elapsed));
       if (!progress(p)) throw Cancelled();
     }
   }

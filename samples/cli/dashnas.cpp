@@ -1,0 +1,287 @@
+// dashnas: the command-line runner, a program on the C ABI like any user's.
+//
+//   dashnas --task spec.json --train-x X --train-y Y [--valid-x X --valid-y Y]
+//           [--test-x X --test-y Y] [--method dash|backbone] [--budget SECONDS]
+//           [--set key=value ...] [--out result.json] [--model model.dash]
+//           [--work-dir DIR] [--resume] [--list-options]
+//
+// Runs DASH (search + hyperparameter grid, then retrain) or the plain backbone
+// (k=3, d=1 everywhere, retrain only), evaluates on test, and writes a JSON
+// result. --budget splits the wall-clock budget: 55% to the search and its
+// grid, the rest of the time to the retrain. --set key=value sets an option of
+// dash_search and/or dash_retrain (whichever use it; --list-options shows them).
+// Ctrl-C cancels cleanly at the next step; with --work-dir the run resumes
+// from its last checkpoint with --resume.
+
+#include <dash/dash.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_signal(int) { g_interrupted = 1; }
+
+// A failed C call: its status and the library's message.
+struct Failure : std::runtime_error {
+  Failure(dash_status s, const std::string& what) : std::runtime_error(what), status(s) {}
+  dash_status status;
+};
+
+void check(dash_status s, const char* call) {
+  if (s != DASH_OK) {
+    throw Failure(s, std::string(call) + ": " + dash_status_name(s) + ": " + dash_last_error());
+  }
+}
+
+std::string take_string(char* s) {
+  std::string out = s ? s : "";
+  dash_string_free(s);
+  return out;
+}
+
+json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument("cannot open " + path);
+  try {
+    return json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw std::invalid_argument(path + " is not valid JSON: " + e.what());
+  }
+}
+
+// One line per epoch, and one every 10 s within long epochs.
+int print_progress(const dash_progress* e, void*) {
+  static Clock::time_point last;
+  const auto now = Clock::now();
+  if (e->step == e->steps || now - last >= std::chrono::seconds(10)) {
+    last = now;
+    std::fprintf(stderr, "[%s] epoch %lld/%lld step %lld/%lld loss %.4f valid %.4f elapsed %.0fs eta %.0fs\n",
+                 e->stage, (long long)e->epoch, (long long)e->epochs, (long long)e->step,
+                 (long long)e->steps, e->loss, e->metric, e->elapsed_s, e->eta_s);
+  }
+  return g_interrupted ? 1 : 0;
+}
+
+struct Args {
+  std::map<std::string, std::string> files;  // "train-x" -> path, ...
+  std::string task, method = "dash", out, model, work_dir;
+  double budget = 0;
+  bool resume = false, list = false, markdown = false;
+  std::vector<std::string> sets;
+};
+
+const char* kUsage =
+    "usage: dashnas --task spec.json --train-x X --train-y Y [--valid-x X --valid-y Y]\n"
+    "               [--test-x X --test-y Y] [--method dash|backbone] [--budget SECONDS]\n"
+    "               [--set key=value ...] [--out result.json] [--model model.dash]\n"
+    "               [--work-dir DIR] [--resume] [--list-options] [--options-markdown]\n";
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--task") a.task = value();
+    else if (arg == "--method") a.method = value();
+    else if (arg == "--budget") a.budget = std::stod(value());
+    else if (arg == "--set") a.sets.push_back(value());
+    else if (arg == "--out") a.out = value();
+    else if (arg == "--model") a.model = value();
+    else if (arg == "--work-dir") a.work_dir = value();
+    else if (arg == "--resume") a.resume = true;
+    else if (arg == "--list-options") a.list = true;
+    else if (arg == "--options-markdown") a.list = a.markdown = true;
+    else if (arg.rfind("--", 0) == 0 && (arg.size() > 4) &&
+             (arg.find("-x") == arg.size() - 2 || arg.find("-y") == arg.size() - 2) &&
+             (arg.rfind("--train-", 0) == 0 || arg.rfind("--valid-", 0) == 0 ||
+              arg.rfind("--test-", 0) == 0)) {
+      a.files[arg.substr(2)] = value();
+    } else {
+      throw std::invalid_argument("unknown argument " + arg);
+    }
+  }
+  if (a.list) return a;
+  if (a.task.empty()) throw std::invalid_argument("--task is required");
+  if (a.method != "dash" && a.method != "backbone") {
+    throw std::invalid_argument("--method must be dash or backbone, got " + a.method);
+  }
+  if (a.resume && a.work_dir.empty()) throw std::invalid_argument("--resume needs --work-dir");
+  return a;
+}
+
+// --set key=value into the search and retrain option objects, by each
+// option's "used_by" in dash_options_describe.
+void apply_sets(const Args& a, const json& described, json* search, json* retrain) {
+  for (const auto& s : a.sets) {
+    const auto eq = s.find('=');
+    if (eq == std::string::npos) throw std::invalid_argument("--set needs key=value, got " + s);
+    const std::string key = s.substr(0, eq);
+    json value;
+    try {
+      value = json::parse(s.substr(eq + 1));
+    } catch (const json::parse_error&) {
+      value = s.substr(eq + 1);  // a bare string
+    }
+    if (!described.contains(key)) {
+      throw std::invalid_argument("unknown option '" + key + "' (dashnas --list-options lists them)");
+    }
+    for (const auto& use : described[key]["used_by"]) {
+      (use == "search" ? *search : *retrain)[key] = value;
+    }
+  }
+}
+
+int run(const Args& a) {
+  const json described = json::parse(take_string([] {
+    char* s = nullptr;
+    check(dash_options_describe(&s), "dash_options_describe");
+    return s;
+  }()));
+  if (a.markdown) {  // the table README.md carries (a test keeps them equal)
+    std::cout << "| option | type | default | used by | what it does |\n|---|---|---|---|---|\n";
+    for (const auto& [name, d] : described.items()) {
+      std::string used;
+      for (const auto& u : d["used_by"]) used += (used.empty() ? "" : ", ") + u.get<std::string>();
+      std::string help = d["help"].get<std::string>();
+      if (d.contains("choices")) help += " (" + d["choices"].dump() + ")";
+      std::cout << "| `" << name << "` | " << d["type"].get<std::string>() << " | `"
+                << d["default"].dump() << "` | " << used << " | " << help << " |\n";
+    }
+    return 0;
+  }
+  if (a.list) {
+    std::cout << described.dump(2) << "\n";
+    return 0;
+  }
+  json search_opt = json::object(), retrain_opt = json::object();
+  apply_sets(a, described, &search_opt, &retrain_opt);
+  if (!a.work_dir.empty()) {
+    search_opt["checkpoint_dir"] = retrain_opt["checkpoint_dir"] = a.work_dir;
+    search_opt["resume"] = retrain_opt["resume"] = a.resume;
+  }
+
+  const json spec = read_json_file(a.task);
+  dash_task* task = nullptr;
+  check(dash_task_create(spec.dump().c_str(), &task), "dash_task_create");
+  std::unique_ptr<dash_task, void (*)(dash_task*)> task_guard(task, dash_task_free);
+  const std::pair<const char*, dash_split> splits[] = {
+      {"train", DASH_SPLIT_TRAIN}, {"valid", DASH_SPLIT_VALID}, {"test", DASH_SPLIT_TEST}};
+  for (const auto& [name, split] : splits) {
+    const std::string x = a.files.count(std::string(name) + "-x") ? a.files.at(std::string(name) + "-x") : "";
+    const std::string y = a.files.count(std::string(name) + "-y") ? a.files.at(std::string(name) + "-y") : "";
+    if (x.empty() && y.empty()) continue;
+    if (x.empty() || y.empty()) {
+      throw std::invalid_argument(std::string(name) + " needs both --" + name + "-x and --" + name + "-y");
+    }
+    check(dash_task_load_files(task, split, x.c_str(), y.c_str()), "dash_task_load_files");
+  }
+  int64_t n_train = 0, n_test = 0;
+  check(dash_task_split_size(task, DASH_SPLIT_TRAIN, &n_train), "dash_task_split_size");
+  check(dash_task_split_size(task, DASH_SPLIT_TEST, &n_test), "dash_task_split_size");
+  std::fprintf(stderr, "dashnas %s: %s, %lld train and %lld test samples, method %s, budget %.0f s\n",
+               dash_version(), spec.value("kind", "?").c_str(), (long long)n_train,
+               (long long)n_test, a.method.c_str(), a.budget);
+
+  const auto t0 = Clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  dash_arch* arch = nullptr;
+  double search_s = 0;
+  if (a.method == "dash") {
+    if (a.budget > 0) search_opt["time_budget_s"] = 0.55 * a.budget;
+    check(dash_search(task, search_opt.dump().c_str(), print_progress, nullptr, &arch), "dash_search");
+    search_s = seconds();
+  } else {
+    check(dash_arch_plain(task, &arch), "dash_arch_plain");
+  }
+  std::unique_ptr<dash_arch, void (*)(dash_arch*)> arch_guard(arch, dash_arch_free);
+  char* arch_text = nullptr;
+  check(dash_arch_to_json(arch, &arch_text), "dash_arch_to_json");
+  const json arch_json = json::parse(take_string(arch_text));
+  std::fprintf(stderr, "architecture: %s\n", arch_json["layers"].dump().c_str());
+
+  if (a.budget > 0) retrain_opt["time_budget_s"] = std::max(1.0, a.budget - seconds());
+  dash_model* model = nullptr;
+  const double retrain_start = seconds();
+  check(dash_retrain(task, arch, retrain_opt.dump().c_str(), print_progress, nullptr, &model),
+        "dash_retrain");
+  std::unique_ptr<dash_model, void (*)(dash_model*)> model_guard(model, dash_model_free);
+  const double retrain_s = seconds() - retrain_start;
+  const double wall = seconds();
+
+  json result = {{"task", spec},
+                 {"method", a.method},
+                 {"architecture", json{{"backbone", arch_json["backbone"]}, {"layers", arch_json["layers"]}}},
+                 {"hyperparameters", arch_json["hyperparameters"]},
+                 {"wall_s", wall},
+                 {"search_s", search_s},
+                 {"retrain_s", retrain_s},
+                 {"budget_s", a.budget},
+                 {"commit", std::getenv("DASH_COMMIT") ? std::getenv("DASH_COMMIT") : "unknown"},
+                 {"library_version", dash_version()},
+                 {"search_options", search_opt},
+                 {"retrain_options", retrain_opt}};
+  char* info = nullptr;
+  check(dash_model_info(model, &info), "dash_model_info");
+  result["training"] = json::parse(take_string(info))["report"];
+  if (n_test > 0) {
+    char* report = nullptr;
+    check(dash_evaluate(model, task, DASH_SPLIT_TEST, &report), "dash_evaluate");
+    const json r = json::parse(take_string(report));
+    result["metric_name"] = r["metric_name"];
+    result["metric"] = r["metric"];
+    result["higher_is_better"] = r["higher_is_better"];
+    std::fprintf(stderr, "%s: test %s = %s in %.0f s\n", a.method.c_str(),
+                 r["metric_name"].get<std::string>().c_str(), r["metric"].dump().c_str(), wall);
+  }
+  if (!a.model.empty()) check(dash_model_save(model, a.model.c_str()), "dash_model_save");
+  const std::string text = result.dump(2);
+  if (a.out.empty()) {
+    std::cout << text << "\n";
+  } else {
+    const std::string tmp = a.out + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << text << "\n";
+      if (!out) throw std::runtime_error("cannot write " + tmp);
+    }
+    if (std::rename(tmp.c_str(), a.out.c_str()) != 0) throw std::runtime_error("cannot write " + a.out);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  try {
+    return run(parse_args(argc, argv));
+  } catch (const Failure& f) {
+    std::fprintf(stderr, "dashnas: %s\n", f.what());
+    if (f.status == DASH_CANCELLED) std::fprintf(stderr, "dashnas: interrupted; rerun with --resume to continue\n");
+    return f.status == DASH_CANCELLED ? 130 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dashnas: %s\n%s", e.what(), kUsage);
+    return 2;
+  }
+}
