@@ -1,0 +1,898 @@
+//! Safe Rust binding of dashnas, over the C ABI in `include/dash/dash.h`.
+//!
+//! ```no_run
+//! use dashnas::{Labels, Split, Task};
+//! # fn main() -> Result<(), dashnas::Error> {
+//! let mut task = Task::new(r#"{"kind":"classification","input_shape":[1,32],"num_classes":2}"#)?;
+//! # let (x, y) = (vec![0.0f32; 64 * 32], vec![0i64; 64]);
+//! task.set_data(Split::Train, &x, Labels::Classes(&y))?;
+//! let arch = task.search(r#"{"epochs":1}"#, None)?;
+//! let model = task.retrain(&arch, r#"{"epochs":1}"#, None)?;
+//! let logits = model.infer(&x[..32], 1)?; // 2 values: one sample, two classes
+//! # Ok(()) }
+//! ```
+//!
+//! Ownership: [`Task`], [`Arch`] and [`Model`] each own one library handle and
+//! free it on drop. Strings the library returns are copied into `String`s and
+//! freed at once with `dash_string_free`.
+//!
+//! Errors: every fallible call returns [`Result`]; an [`Error`] holds the
+//! [`Status`] and the message of `dash_last_error()`, copied on the calling
+//! thread right after the failing call, before anything else runs.
+//!
+//! Threads: [`Model`] is `Send + Sync` (`dash_infer` is documented thread-safe;
+//! its other calls take an internal lock). [`Task`] and [`Arch`] are `Send` but
+//! not `Sync`: the library wants their handles used by one thread at a time.
+//!
+//! Progress and panics: `search` and `retrain` take an optional closure that
+//! sees each [`Progress`] event and returns `true` to go on or `false` to cancel
+//! (the call then fails with [`Status::Cancelled`]). The closure runs behind an
+//! `extern "C"` trampoline under `catch_unwind`: a panic never unwinds into the
+//! library. It cancels the run instead, and once the C call has returned (and
+//! anything it made has been freed) the panic is resumed with
+//! `std::panic::resume_unwind`, so the caller sees the original panic, payload
+//! intact. The closure is not called again after it panicked.
+
+pub mod ffi;
+pub mod json;
+
+use std::any::Any;
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::os::raw::{c_char, c_int, c_void};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::ptr;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The ABI version this crate was written for (`DASH_ABI_VERSION`). Creating a
+/// task, loading a model or reading an architecture fails with
+/// [`Status::Unsupported`] if the loaded library reports another one.
+pub const ABI_VERSION: i32 = ffi::DASH_ABI_VERSION;
+
+/// `DASH_VERSION_STRING` of the header this crate was written from.
+pub const HEADER_VERSION: &str = ffi::DASH_VERSION_STRING;
+
+/// The loaded library's version, "MAJOR.MINOR.PATCH".
+pub fn version() -> &'static str {
+    // Static storage in the library, never freed.
+    let s = unsafe { CStr::from_ptr(ffi::dash_version()) };
+    s.to_str().unwrap_or("")
+}
+
+/// The loaded library's `DASH_ABI_VERSION`.
+pub fn abi_version() -> i32 {
+    unsafe { ffi::dash_abi_version() }
+}
+
+fn check_abi() -> Result<()> {
+    let lib = abi_version();
+    if lib == ABI_VERSION {
+        Ok(())
+    } else {
+        Err(Error::new(
+            Status::Unsupported,
+            format!(
+                "libdashnas {} has ABI version {}, but this dashnas crate was written for ABI \
+                 version {}; build against a matching library",
+                version(),
+                lib,
+                ABI_VERSION
+            ),
+        ))
+    }
+}
+
+/// Every option of `search` and `retrain` as JSON:
+/// `{"name": {"type", "default", "used_by", "help"}, ...}`.
+pub fn options_describe() -> Result<String> {
+    check_abi()?;
+    let mut out: *mut c_char = ptr::null_mut();
+    check(unsafe { ffi::dash_options_describe(&mut out) })?;
+    Ok(unsafe { take_string(out) })
+}
+
+// ---- Status and errors ------------------------------------------------------
+
+/// Mirrors `dash_status`. `Unknown` holds a code a newer library may return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Ok,
+    /// A NULL, a wrong length or shape, a bad option.
+    InvalidArgument,
+    /// A file is missing, unreadable or unwritable.
+    IoError,
+    /// A file was read but is truncated, corrupted or not ours.
+    BadFile,
+    /// The progress closure asked to stop.
+    Cancelled,
+    /// Valid, but not available in this build (e.g. CUDA), or an ABI mismatch.
+    Unsupported,
+    /// An allocation failed; the library keeps working.
+    OutOfMemory,
+    /// A bug in dashnas: please report the message.
+    Internal,
+    Unknown(i32),
+}
+
+impl Status {
+    pub fn from_code(code: i32) -> Status {
+        match code {
+            ffi::DASH_OK => Status::Ok,
+            ffi::DASH_INVALID_ARGUMENT => Status::InvalidArgument,
+            ffi::DASH_IO_ERROR => Status::IoError,
+            ffi::DASH_BAD_FILE => Status::BadFile,
+            ffi::DASH_CANCELLED => Status::Cancelled,
+            ffi::DASH_UNSUPPORTED => Status::Unsupported,
+            ffi::DASH_OUT_OF_MEMORY => Status::OutOfMemory,
+            ffi::DASH_INTERNAL => Status::Internal,
+            other => Status::Unknown(other),
+        }
+    }
+
+    pub fn code(self) -> i32 {
+        match self {
+            Status::Ok => ffi::DASH_OK,
+            Status::InvalidArgument => ffi::DASH_INVALID_ARGUMENT,
+            Status::IoError => ffi::DASH_IO_ERROR,
+            Status::BadFile => ffi::DASH_BAD_FILE,
+            Status::Cancelled => ffi::DASH_CANCELLED,
+            Status::Unsupported => ffi::DASH_UNSUPPORTED,
+            Status::OutOfMemory => ffi::DASH_OUT_OF_MEMORY,
+            Status::Internal => ffi::DASH_INTERNAL,
+            Status::Unknown(code) => code,
+        }
+    }
+
+    /// The C constant's name, e.g. "DASH_IO_ERROR".
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "DASH_OK",
+            Status::InvalidArgument => "DASH_INVALID_ARGUMENT",
+            Status::IoError => "DASH_IO_ERROR",
+            Status::BadFile => "DASH_BAD_FILE",
+            Status::Cancelled => "DASH_CANCELLED",
+            Status::Unsupported => "DASH_UNSUPPORTED",
+            Status::OutOfMemory => "DASH_OUT_OF_MEMORY",
+            Status::Internal => "DASH_INTERNAL",
+            Status::Unknown(_) => "DASH_UNKNOWN_STATUS",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Unknown(code) => write!(f, "{} ({})", self.name(), code),
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+/// A failed call: its status and what the library (or this crate, for checks
+/// it makes before calling) said about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    status: Status,
+    message: String,
+}
+
+impl Error {
+    fn new(status: Status, message: impl Into<String>) -> Error {
+        Error {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// Copies `dash_last_error()`. Call right after the failing call, on its thread.
+    fn last(code: c_int) -> Error {
+        let message = unsafe { CStr::from_ptr(ffi::dash_last_error()) }
+            .to_string_lossy()
+            .into_owned();
+        Error {
+            status: Status::from_code(code),
+            message,
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Error {
+        Error::new(Status::InvalidArgument, message)
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            write!(f, "{}", self.status)
+        } else {
+            write!(f, "{}: {}", self.status, self.message)
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn check(code: c_int) -> Result<()> {
+    if code == ffi::DASH_OK {
+        Ok(())
+    } else {
+        Err(Error::last(code))
+    }
+}
+
+fn c_string(s: &str, what: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::invalid(format!("{} contains a NUL byte", what)))
+}
+
+fn c_path(p: &Path, what: &str) -> Result<CString> {
+    #[cfg(unix)]
+    let bytes = {
+        use std::os::unix::ffi::OsStrExt;
+        p.as_os_str().as_bytes().to_vec()
+    };
+    #[cfg(not(unix))]
+    let bytes = p
+        .to_str()
+        .ok_or_else(|| Error::invalid(format!("{} {:?} is not valid UTF-8", what, p)))?
+        .as_bytes()
+        .to_vec();
+    CString::new(bytes).map_err(|_| Error::invalid(format!("{} {:?} contains a NUL byte", what, p)))
+}
+
+/// Copies a string the library returned, then frees it with `dash_string_free`.
+unsafe fn take_string(s: *mut c_char) -> String {
+    if s.is_null() {
+        return String::new();
+    }
+    let copy = CStr::from_ptr(s).to_string_lossy().into_owned();
+    ffi::dash_string_free(s);
+    copy
+}
+
+fn to_i64(n: usize) -> Result<i64> {
+    i64::try_from(n).map_err(|_| Error::invalid(format!("{} samples is too many", n)))
+}
+
+// ---- Progress -----------------------------------------------------------------
+
+/// One progress event of `search` or `retrain`, copied out of `dash_progress`.
+/// Fields the loaded library does not fill (an older `size`) read as 0, NaN or "".
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    /// "search", "hpo" or "retrain".
+    pub stage: String,
+    /// 1-based, within the stage.
+    pub epoch: i64,
+    /// Planned epochs of the stage.
+    pub epochs: i64,
+    /// 1-based, within the epoch.
+    pub step: i64,
+    /// Steps per epoch.
+    pub steps: i64,
+    /// Running mean training loss of the epoch.
+    pub loss: f64,
+    /// Latest validation metric; NaN before the first.
+    pub metric: f64,
+    /// Seconds since the stage started.
+    pub elapsed_s: f64,
+    /// Estimated seconds left in the stage.
+    pub eta_s: f64,
+}
+
+impl Progress {
+    /// Reads only the fields that lie wholly within the event's `size`.
+    unsafe fn from_raw(event: *const ffi::dash_progress) -> Progress {
+        let size = ptr::read_unaligned(ptr::addr_of!((*event).size));
+        let mut raw = ffi::dash_progress {
+            size: 0,
+            stage: ptr::null(),
+            epoch: 0,
+            epochs: 0,
+            step: 0,
+            steps: 0,
+            loss: f64::NAN,
+            metric: f64::NAN,
+            elapsed_s: f64::NAN,
+            eta_s: f64::NAN,
+        };
+        // Offsets of each field's end, from a local value (always in bounds).
+        let base = ptr::addr_of!(raw) as usize;
+        let ends = [
+            ptr::addr_of!(raw.size) as usize - base + std::mem::size_of::<usize>(),
+            ptr::addr_of!(raw.stage) as usize - base + std::mem::size_of::<*const c_char>(),
+            ptr::addr_of!(raw.epoch) as usize - base + 8,
+            ptr::addr_of!(raw.epochs) as usize - base + 8,
+            ptr::addr_of!(raw.step) as usize - base + 8,
+            ptr::addr_of!(raw.steps) as usize - base + 8,
+            ptr::addr_of!(raw.loss) as usize - base + 8,
+            ptr::addr_of!(raw.metric) as usize - base + 8,
+            ptr::addr_of!(raw.elapsed_s) as usize - base + 8,
+            ptr::addr_of!(raw.eta_s) as usize - base + 8,
+        ];
+        let n = ends
+            .iter()
+            .copied()
+            .filter(|&end| end <= size)
+            .max()
+            .unwrap_or(0);
+        ptr::copy_nonoverlapping(event as *const u8, ptr::addr_of_mut!(raw) as *mut u8, n);
+        let stage = if raw.stage.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(raw.stage).to_string_lossy().into_owned()
+        };
+        Progress {
+            stage,
+            epoch: raw.epoch,
+            epochs: raw.epochs,
+            step: raw.step,
+            steps: raw.steps,
+            loss: raw.loss,
+            metric: raw.metric,
+            elapsed_s: raw.elapsed_s,
+            eta_s: raw.eta_s,
+        }
+    }
+}
+
+/// What the trampoline reaches through `user_data`.
+struct Callback<'a> {
+    f: &'a mut (dyn FnMut(&Progress) -> bool + 'a),
+    panic: Option<Box<dyn Any + Send + 'static>>,
+}
+
+unsafe extern "C" fn trampoline(event: *const ffi::dash_progress, user_data: *mut c_void) -> c_int {
+    if user_data.is_null() {
+        return 0;
+    }
+    let cb = &mut *(user_data as *mut Callback<'_>);
+    if cb.panic.is_some() {
+        return 1; // keep cancelling; the closure is not called again
+    }
+    if event.is_null() {
+        return 0;
+    }
+    match panic::catch_unwind(AssertUnwindSafe(|| (cb.f)(&Progress::from_raw(event)))) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(payload) => {
+            cb.panic = Some(payload);
+            1
+        }
+    }
+}
+
+/// Runs `call` with the trampoline (or no callback), and returns its result
+/// with the error already copied, plus a panic the closure raised, if any.
+fn call_with_progress(
+    progress: Option<&mut dyn FnMut(&Progress) -> bool>,
+    call: impl FnOnce(ffi::dash_progress_fn, *mut c_void) -> c_int,
+) -> (Result<()>, Option<Box<dyn Any + Send + 'static>>) {
+    match progress {
+        None => (check(call(None, ptr::null_mut())), None),
+        Some(f) => {
+            let mut cb = Callback { f, panic: None };
+            let code = call(
+                Some(trampoline),
+                &mut cb as *mut Callback<'_> as *mut c_void,
+            );
+            let result = check(code);
+            (result, cb.panic.take())
+        }
+    }
+}
+
+// ---- Tasks ----------------------------------------------------------------------
+
+/// A data split of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    /// Optional: carved from train ("valid_fraction") if unset.
+    Valid,
+    Test,
+}
+
+impl Split {
+    fn raw(self) -> ffi::dash_split {
+        match self {
+            Split::Train => ffi::DASH_SPLIT_TRAIN,
+            Split::Valid => ffi::DASH_SPLIT_VALID,
+            Split::Test => ffi::DASH_SPLIT_TEST,
+        }
+    }
+}
+
+/// Targets for [`Task::set_data`]: class indices for classification, float
+/// values (multilabel 0/1, regression, dense) otherwise.
+#[derive(Clone, Copy, Debug)]
+pub enum Labels<'a> {
+    /// `[n]` class indices in `[0, num_classes)`.
+    Classes(&'a [i64]),
+    /// `[n, num_classes]` (multilabel), `[n, num_outputs]` (regression) or
+    /// `[n, num_outputs, spatial...]` (dense).
+    Values(&'a [f32]),
+}
+
+/// Sizes per sample, read from the spec the library filled in; they let the
+/// binding check slice lengths before handing raw pointers to C.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    x_per_sample: usize,
+    y_per_sample: usize,
+    classes: bool,
+}
+
+fn shape_product(dims: &[json::Value]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, d| {
+        let d = d.as_i64().filter(|&d| d > 0)?;
+        acc.checked_mul(usize::try_from(d).ok()?)
+    })
+}
+
+impl Layout {
+    fn from_spec(spec: &json::Value) -> Option<Layout> {
+        let shape = spec.get("input_shape")?.as_array()?;
+        if shape.is_empty() {
+            return None;
+        }
+        let x_per_sample = shape_product(shape)?;
+        let count = |key: &str| {
+            spec.get(key)?
+                .as_i64()
+                .filter(|&c| c > 0)
+                .and_then(|c| usize::try_from(c).ok())
+        };
+        let (classes, y_per_sample) = match spec.get("kind")?.as_str()? {
+            "classification" => (true, 1),
+            "multilabel" => (false, count("num_classes")?),
+            "regression" => (false, count("num_outputs")?),
+            "dense" => (
+                false,
+                count("num_outputs")?.checked_mul(shape_product(&shape[1..])?)?,
+            ),
+            _ => return None,
+        };
+        Some(Layout {
+            x_per_sample,
+            y_per_sample,
+            classes,
+        })
+    }
+}
+
+/// A task spec and its data splits (owns a `dash_task`).
+pub struct Task {
+    raw: *mut ffi::dash_task,
+    layout: Layout,
+}
+
+// Send: the library ties no handle to a thread; each call's error is read on the
+// thread that made it. Not Sync (the raw pointer keeps it so): the header wants
+// a task used by one thread at a time, even through `&self` calls.
+unsafe impl Send for Task {}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        unsafe { ffi::dash_task_free(self.raw) } // NULL-safe
+    }
+}
+
+impl Task {
+    /// Creates a task from a spec (see `dash_task_create` in dash.h), e.g.
+    /// `{"kind":"classification","input_shape":[1,28,28],"num_classes":10}`.
+    pub fn new(spec_json: &str) -> Result<Task> {
+        check_abi()?;
+        let spec = c_string(spec_json, "the task spec")?;
+        let mut raw: *mut ffi::dash_task = ptr::null_mut();
+        check(unsafe { ffi::dash_task_create(spec.as_ptr(), &mut raw) })?;
+        // Owned from here on, so an error below still frees it.
+        let mut task = Task {
+            raw,
+            layout: Layout {
+                x_per_sample: 1,
+                y_per_sample: 1,
+                classes: true,
+            },
+        };
+        let filled = task.to_json()?;
+        task.layout = json::parse(&filled)
+            .ok()
+            .as_ref()
+            .and_then(Layout::from_spec)
+            .ok_or_else(|| {
+                Error::new(
+                    Status::Internal,
+                    format!("the dashnas crate could not read the task spec {}", filled),
+                )
+            })?;
+        Ok(task)
+    }
+
+    /// Floats one sample of `input_shape` holds.
+    pub fn sample_size(&self) -> usize {
+        self.layout.x_per_sample
+    }
+
+    /// Copies samples into a split, replacing what it held. `x` holds
+    /// n * prod(input_shape) floats (C order); `y` holds the n targets.
+    pub fn set_data(&mut self, split: Split, x: &[f32], y: Labels<'_>) -> Result<()> {
+        let per = self.layout.x_per_sample;
+        if x.len() % per != 0 {
+            return Err(Error::invalid(format!(
+                "x has {} floats, which is not a whole number of samples of {} floats each",
+                x.len(),
+                per
+            )));
+        }
+        let n = x.len() / per;
+        let want = n * self.layout.y_per_sample;
+        let (y_ptr, y_len) =
+            match (y, self.layout.classes) {
+                (Labels::Classes(c), true) => (c.as_ptr() as *const c_void, c.len()),
+                (Labels::Values(v), false) => (v.as_ptr() as *const c_void, v.len()),
+                (Labels::Classes(_), false) => {
+                    return Err(Error::invalid(
+                        "y: this task's targets are float values; pass Labels::Values",
+                    ))
+                }
+                (Labels::Values(_), true) => return Err(Error::invalid(
+                    "y: a classification task's targets are class indices; pass Labels::Classes",
+                )),
+            };
+        if y_len != want {
+            return Err(Error::invalid(format!(
+                "y has {} values, but x holds {} samples and each takes {} target value(s), so y needs {}",
+                y_len, n, self.layout.y_per_sample, want
+            )));
+        }
+        let n = to_i64(n)?;
+        check(unsafe { ffi::dash_task_set_data(self.raw, split.raw(), x.as_ptr(), y_ptr, n) })
+    }
+
+    /// Loads a split from files: .npy, .idx or .idx.gz (see dash.h).
+    pub fn load_files(
+        &mut self,
+        split: Split,
+        x_path: impl AsRef<Path>,
+        y_path: impl AsRef<Path>,
+    ) -> Result<()> {
+        let x = c_path(x_path.as_ref(), "x path")?;
+        let y = c_path(y_path.as_ref(), "y path")?;
+        check(unsafe { ffi::dash_task_load_files(self.raw, split.raw(), x.as_ptr(), y.as_ptr()) })
+    }
+
+    /// Number of samples a split holds (0 if unset).
+    pub fn split_size(&self, split: Split) -> Result<usize> {
+        let mut n: i64 = 0;
+        check(unsafe { ffi::dash_task_split_size(self.raw, split.raw(), &mut n) })?;
+        usize::try_from(n).map_err(|_| {
+            Error::new(
+                Status::Internal,
+                format!("dash_task_split_size returned {}", n),
+            )
+        })
+    }
+
+    /// The task spec with defaults filled in, as JSON.
+    pub fn to_json(&self) -> Result<String> {
+        let mut out: *mut c_char = ptr::null_mut();
+        check(unsafe { ffi::dash_task_to_json(self.raw, &mut out) })?;
+        Ok(unsafe { take_string(out) })
+    }
+
+    /// DASH's search on the train split, then the hyperparameter grid.
+    /// `options_json` as listed by [`options_describe`] ("" for defaults).
+    /// See the crate docs for how `progress` cancels and what a panic in it does.
+    pub fn search(
+        &mut self,
+        options_json: &str,
+        progress: Option<&mut dyn FnMut(&Progress) -> bool>,
+    ) -> Result<Arch> {
+        let options = c_string(options_json, "the options")?;
+        let raw_task = self.raw;
+        let mut out: *mut ffi::dash_arch = ptr::null_mut();
+        let (result, panicked) = call_with_progress(progress, |f, user| unsafe {
+            ffi::dash_search(raw_task, options.as_ptr(), f, user, &mut out)
+        });
+        let arch = result.map(|()| Arch { raw: out });
+        if let Some(payload) = panicked {
+            drop(arch);
+            panic::resume_unwind(payload);
+        }
+        arch
+    }
+
+    /// Trains the network `arch` on the train split and returns the weights
+    /// that validated best. Options and `progress` as for [`Task::search`].
+    pub fn retrain(
+        &mut self,
+        arch: &Arch,
+        options_json: &str,
+        progress: Option<&mut dyn FnMut(&Progress) -> bool>,
+    ) -> Result<Model> {
+        let options = c_string(options_json, "the options")?;
+        let raw_task = self.raw;
+        let mut out: *mut ffi::dash_model = ptr::null_mut();
+        let (result, panicked) = call_with_progress(progress, |f, user| unsafe {
+            ffi::dash_retrain(raw_task, arch.raw, options.as_ptr(), f, user, &mut out)
+        });
+        let model = result.and_then(|()| unsafe { Model::from_raw(out) });
+        if let Some(payload) = panicked {
+            drop(model);
+            panic::resume_unwind(payload);
+        }
+        model
+    }
+}
+
+// ---- Architectures --------------------------------------------------------------------
+
+/// A searched architecture and its hyperparameters (owns a `dash_arch`).
+pub struct Arch {
+    raw: *mut ffi::dash_arch,
+}
+
+// Send and not Sync, for the reasons given at `Task`.
+unsafe impl Send for Arch {}
+
+impl Drop for Arch {
+    fn drop(&mut self) {
+        unsafe { ffi::dash_arch_free(self.raw) }
+    }
+}
+
+impl Arch {
+    /// `{"backbone", "layers": [{"kernel_size", "dilation"}, ...], "hyperparameters"}`.
+    pub fn to_json(&self) -> Result<String> {
+        let mut out: *mut c_char = ptr::null_mut();
+        check(unsafe { ffi::dash_arch_to_json(self.raw, &mut out) })?;
+        Ok(unsafe { take_string(out) })
+    }
+
+    /// The inverse of [`Arch::to_json`]; "hyperparameters" may be left out.
+    pub fn from_json(json: &str) -> Result<Arch> {
+        check_abi()?;
+        let json = c_string(json, "the architecture JSON")?;
+        let mut raw: *mut ffi::dash_arch = ptr::null_mut();
+        check(unsafe { ffi::dash_arch_from_json(json.as_ptr(), &mut raw) })?;
+        Ok(Arch { raw })
+    }
+
+    /// The plain backbone for a task (k=3, d=1 everywhere): DASH's baseline.
+    pub fn plain(task: &Task) -> Result<Arch> {
+        let mut raw: *mut ffi::dash_arch = ptr::null_mut();
+        check(unsafe { ffi::dash_arch_plain(task.raw, &mut raw) })?;
+        Ok(Arch { raw })
+    }
+}
+
+// ---- Models -----------------------------------------------------------------------------
+
+/// A trained network (owns a `dash_model`).
+pub struct Model {
+    raw: *mut ffi::dash_model,
+    /// `infer` takes it shared (the library allows concurrent dash_infer);
+    /// every other call takes it exclusively (one thread at a time).
+    lock: RwLock<()>,
+    input_size: usize,
+    output_size: usize,
+}
+
+// Send: no thread affinity. Sync: dash_infer is documented safe from many
+// threads on one model, and every other call through `&self` holds `lock`
+// exclusively, so the handle is otherwise used by one thread at a time.
+unsafe impl Send for Model {}
+unsafe impl Sync for Model {}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        unsafe { ffi::dash_model_free(self.raw) }
+    }
+}
+
+impl Model {
+    /// Takes ownership of `raw` (freed even if this fails) and reads the sizes
+    /// `infer` checks slices against.
+    unsafe fn from_raw(raw: *mut ffi::dash_model) -> Result<Model> {
+        let mut model = Model {
+            raw,
+            lock: RwLock::new(()),
+            input_size: 0,
+            output_size: 0,
+        };
+        let mut out: i64 = 0;
+        check(ffi::dash_model_output_size(raw, &mut out))?;
+        model.output_size = usize::try_from(out)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                Error::new(
+                    Status::Internal,
+                    format!("dash_model_output_size returned {}", out),
+                )
+            })?;
+        let info = model.info()?;
+        model.input_size = json::parse(&info)
+            .ok()
+            .and_then(|v| {
+                v.find("input_shape")
+                    .and_then(|s| s.as_array().and_then(shape_product))
+            })
+            .ok_or_else(|| {
+                Error::new(
+                    Status::Internal,
+                    "the dashnas crate found no \"input_shape\" in dash_model_info's JSON",
+                )
+            })?;
+        Ok(model)
+    }
+
+    fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        // Nothing panics while holding the lock, but a poisoned () is harmless anyway.
+        self.lock.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.lock.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads a model file written by [`Model::save`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        check_abi()?;
+        let path = c_path(path.as_ref(), "model path")?;
+        let mut raw: *mut ffi::dash_model = ptr::null_mut();
+        check(unsafe { ffi::dash_model_load(path.as_ptr(), &mut raw) })?;
+        unsafe { Model::from_raw(raw) }
+    }
+
+    /// Writes the model to one file, atomically.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = c_path(path.as_ref(), "model path")?;
+        let _guard = self.exclusive();
+        check(unsafe { ffi::dash_model_save(self.raw, path.as_ptr()) })
+    }
+
+    /// Floats one input sample holds (prod(input_shape)).
+    pub fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    /// Values `infer` writes per sample (`dash_model_output_size`).
+    pub fn output_size(&self) -> usize {
+        self.output_size
+    }
+
+    /// Runs `n` raw samples (`x.len() == n * input_size()`) and returns
+    /// `n * output_size()` values. Safe to call from many threads at once.
+    pub fn infer(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        let len = n
+            .checked_mul(self.output_size)
+            .ok_or_else(|| Error::invalid(format!("{} samples is too many", n)))?;
+        let mut out = vec![0.0f32; len];
+        self.infer_into(x, n, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`Model::infer`], writing into `out` (`n * output_size()` values).
+    pub fn infer_into(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
+        if n.checked_mul(self.input_size) != Some(x.len()) {
+            return Err(Error::invalid(format!(
+                "x has {} floats, but {} samples of {} floats each need {}",
+                x.len(),
+                n,
+                self.input_size,
+                n.saturating_mul(self.input_size)
+            )));
+        }
+        if n.checked_mul(self.output_size) != Some(out.len()) {
+            return Err(Error::invalid(format!(
+                "out has {} floats, but {} samples of {} outputs each need {}",
+                out.len(),
+                n,
+                self.output_size,
+                n.saturating_mul(self.output_size)
+            )));
+        }
+        let (n, out_len) = (to_i64(n)?, to_i64(out.len())?);
+        let _guard = self.shared();
+        check(unsafe { ffi::dash_infer(self.raw, x.as_ptr(), n, out.as_mut_ptr(), out_len) })
+    }
+
+    /// Loss and metric on a split of a task with the same spec, as JSON:
+    /// `{"split", "samples", "loss", "metric_name", "metric", "higher_is_better"}`.
+    pub fn evaluate(&self, task: &mut Task, split: Split) -> Result<String> {
+        let mut out: *mut c_char = ptr::null_mut();
+        let _guard = self.exclusive();
+        check(unsafe { ffi::dash_evaluate(self.raw, task.raw, split.raw(), &mut out) })?;
+        Ok(unsafe { take_string(out) })
+    }
+
+    /// Task spec, architecture, hyperparameters, normaliser, training report
+    /// and library version of the model, as JSON.
+    pub fn info(&self) -> Result<String> {
+        let mut out: *mut c_char = ptr::null_mut();
+        let _guard = self.exclusive();
+        check(unsafe { ffi::dash_model_info(self.raw, &mut out) })?;
+        Ok(unsafe { take_string(out) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> Option<Layout> {
+        Layout::from_spec(&json::parse(text).unwrap())
+    }
+
+    #[test]
+    fn layout_per_kind() {
+        let l = spec(r#"{"kind":"classification","input_shape":[3,4,5],"num_classes":7}"#).unwrap();
+        assert_eq!((l.x_per_sample, l.y_per_sample, l.classes), (60, 1, true));
+        let l = spec(r#"{"kind":"multilabel","input_shape":[2,8],"num_classes":5}"#).unwrap();
+        assert_eq!((l.x_per_sample, l.y_per_sample, l.classes), (16, 5, false));
+        let l = spec(r#"{"kind":"regression","input_shape":[1,8],"num_outputs":3}"#).unwrap();
+        assert_eq!((l.y_per_sample, l.classes), (3, false));
+        let l = spec(r#"{"kind":"dense","input_shape":[2,4,6],"num_outputs":3}"#).unwrap();
+        assert_eq!((l.x_per_sample, l.y_per_sample), (48, 72));
+        assert!(spec(r#"{"kind":"clustering","input_shape":[1,8]}"#).is_none());
+        assert!(spec(r#"{"kind":"classification","input_shape":[0,8]}"#).is_none());
+    }
+
+    #[test]
+    fn status_codes_round_trip() {
+        for code in 0..9 {
+            assert_eq!(Status::from_code(code).code(), code);
+        }
+        assert_eq!(Status::from_code(2), Status::IoError);
+        assert_eq!(Status::from_code(42), Status::Unknown(42));
+        let e = Error::new(Status::Cancelled, "stopped");
+        assert_eq!(e.to_string(), "DASH_CANCELLED: stopped");
+    }
+
+    fn short_event(size: usize) -> ffi::dash_progress {
+        ffi::dash_progress {
+            size,
+            stage: b"search\0".as_ptr() as *const c_char,
+            epoch: 2,
+            epochs: 3,
+            step: 4,
+            steps: 5,
+            loss: 0.5,
+            metric: 0.25,
+            elapsed_s: 1.0,
+            eta_s: 2.0,
+        }
+    }
+
+    #[test]
+    fn progress_reads_only_fields_within_size() {
+        let full = short_event(std::mem::size_of::<ffi::dash_progress>());
+        let p = unsafe { Progress::from_raw(&full) };
+        assert_eq!(
+            (p.stage.as_str(), p.epoch, p.steps, p.eta_s),
+            ("search", 2, 5, 2.0)
+        );
+        // An older library whose struct ends after `steps`.
+        let old = short_event(std::mem::size_of::<usize>() + std::mem::size_of::<usize>() + 32);
+        let p = unsafe { Progress::from_raw(&old) };
+        assert_eq!((p.stage.as_str(), p.steps), ("search", 5));
+        assert!(p.loss.is_nan() && p.eta_s.is_nan());
+        // A size that cuts through `stage` leaves it out.
+        let cut = short_event(std::mem::size_of::<usize>() + 3);
+        let p = unsafe { Progress::from_raw(&cut) };
+        assert_eq!((p.stage.as_str(), p.epoch), ("", 0));
+    }
+}
