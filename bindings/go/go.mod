@@ -1,0 +1,3 @@
+module dashnas.dev/dashnas
+
+go 1.19

@@ -1,0 +1,193 @@
+package dashnas
+
+// #include <stdlib.h>
+// #include "shim.h"
+import "C"
+
+import (
+	"encoding/json"
+	"runtime"
+	"sync"
+)
+
+// Model is a trained network, ready to infer (dash_model).
+//
+// Infer may run from many goroutines at once (the library allows it); the
+// other methods and Close wait for running Infer calls and run alone.
+type Model struct {
+	mu         sync.RWMutex
+	p          *C.dash_model
+	shape      shapes
+	outputSize int // values Infer gives per sample
+}
+
+// newModel takes ownership of p, freeing it if the sizes cannot be read.
+func newModel(p *C.dash_model) (*Model, error) {
+	m := &Model{p: p}
+	runtime.SetFinalizer(m, (*Model).Close)
+	if err := m.readSizes(); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Model) readSizes() error {
+	var size C.int64_t
+	var msg *C.char
+	if err := check(C.dashgo_model_output_size(m.p, &size, &msg), msg); err != nil {
+		return err
+	}
+	m.outputSize = int(size)
+	info, err := m.Info()
+	if err != nil {
+		return err
+	}
+	var meta struct {
+		Task json.RawMessage `json:"task"`
+	}
+	if err := json.Unmarshal([]byte(info), &meta); err != nil || len(meta.Task) == 0 {
+		return errorf(Internal, "dash_model_info gave no \"task\" this binding can read: %s", info)
+	}
+	m.shape, err = parseShapes("dash_model_info", string(meta.Task))
+	return err
+}
+
+// LoadModel reads a model file written by Model.Save. A missing or
+// unreadable file is IOError; a truncated, corrupted or foreign one BadFile.
+func LoadModel(path string) (*Model, error) {
+	if err := checkABI(); err != nil {
+		return nil, err
+	}
+	s := cString(path)
+	defer freeCString(s)
+	var p *C.dash_model
+	var msg *C.char
+	if err := check(C.dashgo_model_load(s, &p, &msg), msg); err != nil {
+		return nil, err
+	}
+	return newModel(p)
+}
+
+func (m *Model) lock(op string, shared bool) (*C.dash_model, func(), error) {
+	if m == nil {
+		return nil, nil, errorf(InvalidArgument, "%s: the model is nil", op)
+	}
+	unlock := m.mu.Unlock
+	if shared {
+		m.mu.RLock()
+		unlock = m.mu.RUnlock
+	} else {
+		m.mu.Lock()
+	}
+	if m.p == nil {
+		unlock()
+		return nil, nil, closedError(op, "model")
+	}
+	return m.p, unlock, nil
+}
+
+// OutputSize is the number of values Infer gives per sample: num_classes
+// (classification and multilabel logits), num_outputs (regression),
+// num_outputs * prod(spatial) (dense).
+func (m *Model) OutputSize() int { return m.outputSize }
+
+// Infer runs n samples given raw, as to the task (the model normalises
+// them): x holds n samples of the task's input_shape, C order. It returns
+// n * OutputSize values. Safe to call from many goroutines at once. Results
+// are bit-identical for the same n; the library runs samples in chunks, so
+// they may differ in the last bit between calls with different n.
+func (m *Model) Infer(x []float32, n int) ([]float32, error) {
+	const op = "Model.Infer"
+	p, unlock, err := m.lock(op, true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	in := m.shape.inputSize
+	if n > 0 && (in > int(^uint(0)>>1)/n || m.outputSize > int(^uint(0)>>1)/n) {
+		return nil, errorf(InvalidArgument, "%s: %d samples are too many", op, n)
+	}
+	if n >= 0 && len(x) != n*in {
+		return nil, errorf(InvalidArgument, "%s: x has %d floats, but %d samples of input_shape %v need %d",
+			op, len(x), n, m.shape.inputShape, n*in)
+	}
+	outLen := 0
+	if n > 0 {
+		outLen = n * m.outputSize
+	}
+	out := make([]float32, outLen)
+	var msg *C.char
+	st := C.dashgo_infer(p, floatPtr(x), C.int64_t(n), floatPtr(out), C.int64_t(outLen), &msg)
+	if err := check(st, msg); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Evaluate gives the loss and metric of the model on a split of a task with
+// the same spec, as JSON: {"split", "samples", "loss", "metric_name",
+// "metric", "higher_is_better"}.
+func (m *Model) Evaluate(task *Task, split Split) (string, error) {
+	const op = "Model.Evaluate"
+	p, unlock, err := m.lock(op, false)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	tp, err := task.lock(op)
+	if err != nil {
+		return "", err
+	}
+	defer task.mu.Unlock()
+	var out, msg *C.char
+	if err := check(C.dashgo_evaluate(p, tp, C.dash_split(split), &out, &msg), msg); err != nil {
+		return "", err
+	}
+	return takeString(out), nil
+}
+
+// Info is the model's task spec, architecture, hyperparameters, normaliser,
+// training report and library version, as JSON.
+func (m *Model) Info() (string, error) {
+	p, unlock, err := m.lock("Model.Info", false)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	var out, msg *C.char
+	if err := check(C.dashgo_model_info(p, &out, &msg), msg); err != nil {
+		return "", err
+	}
+	return takeString(out), nil
+}
+
+// Save writes the model to one self-describing file, atomically: an existing
+// file is replaced only whole.
+func (m *Model) Save(path string) error {
+	p, unlock, err := m.lock("Model.Save", false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s := cString(path)
+	defer freeCString(s)
+	var msg *C.char
+	return check(C.dashgo_model_save(p, s, &msg), msg)
+}
+
+// Close frees the model, after any running Infer calls. It is safe to call
+// more than once.
+func (m *Model) Close() error {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.p != nil {
+		C.dash_model_free(m.p)
+		m.p = nil
+	}
+	runtime.SetFinalizer(m, nil)
+	return nil
+}
