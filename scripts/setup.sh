@@ -19,6 +19,9 @@ packages=(
   libboost-dev libboost-program-options-dev libboost-iostreams-dev zlib1g-dev
   libgtest-dev            # tests
   dataset-fashion-mnist   # the default real data set (and a test reads its files)
+  cargo rustc             # the Rust binding, with Debian's rustc 1.63
+  golang-go               # the Go binding, with Debian's Go 1.19
+  binutils                # nm/objdump: the exported-symbols test
 )
 
 export DEBIAN_FRONTEND=noninteractive
