@@ -206,6 +206,15 @@ TEST(CApi, LoadFilesReportsMissingTruncatedAndMismatchedFiles) {
   EXPECT_STATUS(dash_task_load_files(task, DASH_SPLIT_TRAIN, scratch("x_ok.npy").c_str(),
                                      scratch("x_ok.npy").c_str()),
                 DASH_INVALID_ARGUMENT, "train");
+  // Inputs of another shape than the spec's: a task of 28x28 images given 32-sample rows.
+  dash_task* images = nullptr;
+  ASSERT_OK(dash_task_create(
+      R"({"kind": "classification", "input_shape": [1, 28, 28], "num_classes": 2})", &images));
+  std::vector<int64_t> labels(4, 0);
+  EXPECT_STATUS(dash_task_load_files(images, DASH_SPLIT_TRAIN, scratch("x_ok.npy").c_str(),
+                                     scratch("x_ok.npy").c_str()),
+                DASH_INVALID_ARGUMENT, "x has shape [4, 1, 32] but the task expects [n, 1, 28, 28]");
+  dash_task_free(images);
   write_all(scratch("garbage.npy"), "this is not an array");
   EXPECT_STATUS(dash_task_load_files(task, DASH_SPLIT_TRAIN, scratch("garbage.npy").c_str(),
                                      scratch("garbage.npy").c_str()),
