@@ -61,6 +61,57 @@ TEST(SearchableConv, FixedIsADilatedSameConvolution) {
   EXPECT_EQ(conv->choice(), (LayerChoice{7, 3}));
 }
 
+// FIXED layers drop taps that cannot touch the input and run large kernels
+// through the FFT (use_spectral): every path must equal LibTorch's dilated
+// convolution with the full kernel, values and gradients.
+TEST(SearchableConv, FixedMatchesDirectConvolutionOnEveryPath) {
+  struct Case {
+    int dims;
+    std::vector<int64_t> spatial;
+    int64_t k, d, stride;
+  };
+  const std::vector<Case> cases = {
+      {2, {12, 9}, 9, 1, 1},   // spectral
+      {2, {12, 9}, 7, 3, 2},   // spectral, stride 2, cropped on the short axis
+      {2, {5, 14}, 9, 7, 1},   // cropped to 1 tap on one axis, 3 on the other
+      {2, {10, 10}, 5, 1, 1},  // direct
+      {1, {30}, 9, 1, 2},      // spectral
+      {1, {30}, 9, 7, 1},      // direct after cropping (dilated 1D)
+      {1, {6}, 7, 3, 1},       // cropped to 3 taps
+  };
+  for (const auto& c : cases) {
+    torch::manual_seed(7);
+    SearchableConv conv(ConvShape{c.dims, 3, 4, c.stride, true}, LayerChoice{c.k, c.d});
+    std::vector<int64_t> xs{2, 3};
+    xs.insert(xs.end(), c.spatial.begin(), c.spatial.end());
+    at::Tensor x = torch::randn(xs, torch::requires_grad());
+    at::Tensor y = conv->forward(x);
+    auto params = conv->named_parameters();
+    at::Tensor w = params["weight"], b = params["bias"];
+    at::Tensor y_ref = dash::reference::direct_conv(x, w, b, c.stride, c.d, 1);
+    ASSERT_EQ(y.sizes(), y_ref.sizes());
+    EXPECT_LT(rel_err(y, y_ref), 2e-5) << "dims " << c.dims << " k " << c.k << " d " << c.d;
+    const at::Tensor g = torch::randn_like(y);
+    auto grads = torch::autograd::grad({y}, {x, w, b}, {g});
+    auto grads_ref = torch::autograd::grad({y_ref}, {x, w, b}, {g});
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_LT(rel_err(grads[i], grads_ref[i]), 2e-5) << "gradient " << i << " k " << c.k << " d " << c.d;
+    }
+  }
+  EXPECT_TRUE(dash::nn::use_spectral(2, 9, 7));
+  EXPECT_FALSE(dash::nn::use_spectral(1, 9, 7));
+  EXPECT_FALSE(dash::nn::use_spectral(2, 5, 1));
+}
+
+TEST(SearchableConv, DilateKernelSpreadsTaps) {
+  const at::Tensor w = torch::arange(1, 4, torch::kFloat).view({1, 1, 3});
+  EXPECT_TRUE(dash::nn::dilate_kernel(w, 3).equal(
+      torch::tensor({1.f, 0.f, 0.f, 2.f, 0.f, 0.f, 3.f}).view({1, 1, 7})));
+  const at::Tensor w2 = torch::ones({2, 1, 3, 3});
+  EXPECT_EQ(dash::nn::dilate_kernel(w2, 2).sizes(), (std::vector<int64_t>{2, 1, 5, 5}));
+  EXPECT_EQ(dash::nn::dilate_kernel(w2, 2).sum().item<float>(), 18.f);
+}
+
 TEST(SearchableConv, ChoiceIsTheArgmaxOfAlpha) {
   SearchableConv conv(ConvShape{2, 2, 2, 1, false}, CandidateSpace{{3, 5, 7}, {1, 2}}, true);
   torch::NoGradGuard no_grad;

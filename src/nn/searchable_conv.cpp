@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "ops/spectral_conv.h"
+
 namespace dash::nn {
 namespace {
 
@@ -32,6 +34,27 @@ void check_shape(const ConvShape& s) {
 }
 
 }  // namespace
+
+bool use_spectral(int dims, int64_t cropped_taps, int64_t dilation) {
+  return cropped_taps >= 7 && (dims == 2 || dilation == 1);
+}
+
+at::Tensor dilate_kernel(const at::Tensor& w, int64_t d) {
+  TORCH_CHECK(d >= 1, "dilate_kernel: dilation must be >= 1, got ", d);
+  if (d == 1) return w;
+  at::Tensor out = w;
+  for (int64_t axis = 2; axis < w.dim(); ++axis) {
+    const int64_t k = out.size(axis);
+    std::vector<int64_t> gap = out.sizes().vec();
+    gap.insert(gap.begin() + axis + 1, d - 1);
+    // [.., k, ..] -> [.., k, d, ..] (tap then d-1 zeros) -> [.., k*d, ..] -> first d(k-1)+1
+    at::Tensor spread = at::cat({out.unsqueeze(axis + 1), at::zeros(gap, out.options())}, axis + 1);
+    std::vector<int64_t> merged = out.sizes().vec();
+    merged[axis] = k * d;
+    out = spread.reshape(merged).narrow(axis, 0, d * (k - 1) + 1);
+  }
+  return out;
+}
 
 SearchableConvImpl::SearchableConvImpl(const ConvShape& shape, const ops::CandidateSpace& space,
                                        bool separable)
@@ -91,11 +114,26 @@ at::Tensor SearchableConvImpl::forward(const at::Tensor& x) {
                                 bias_.defined() ? c10::optional<at::Tensor>(bias_) : c10::nullopt,
                                 {shape_.stride}, groups_);
   }
-  const int64_t pad = fixed_.dilation * (fixed_.kernel_size - 1) / 2;
-  if (shape_.dims == 1) {
-    return at::conv1d(x, weight_, bias_, {shape_.stride}, {pad}, {fixed_.dilation});
+  // Per axis, keep only the taps that can touch the input (exact).
+  const int64_t full_half = (fixed_.kernel_size - 1) / 2;
+  at::Tensor w = weight_;
+  std::vector<int64_t> pad;
+  int64_t taps = 1;
+  for (int a = 0; a < shape_.dims; ++a) {
+    const int64_t half = std::min(full_half, (x.size(2 + a) - 1) / fixed_.dilation);
+    if (half < full_half) w = w.narrow(2 + a, full_half - half, 2 * half + 1);
+    pad.push_back(fixed_.dilation * half);
+    taps = std::max(taps, 2 * half + 1);
   }
-  return at::conv2d(x, weight_, bias_, {shape_.stride, shape_.stride}, {pad, pad},
+  const c10::optional<at::Tensor> bias =
+      bias_.defined() ? c10::optional<at::Tensor>(bias_) : c10::nullopt;
+  if (use_spectral(shape_.dims, taps, fixed_.dilation)) {
+    return ops::spectral_conv(x, dilate_kernel(w, fixed_.dilation), bias, {shape_.stride}, 1);
+  }
+  if (shape_.dims == 1) {
+    return at::conv1d(x, w, bias_, {shape_.stride}, pad, {fixed_.dilation});
+  }
+  return at::conv2d(x, w, bias_, {shape_.stride, shape_.stride}, pad,
                     {fixed_.dilation, fixed_.dilation});
 }
 

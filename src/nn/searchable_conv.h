@@ -19,6 +19,19 @@ struct ConvShape {
   bool bias = true;
 };
 
+// The kernel w [out, in, k...] with d-1 zeros between taps on every spatial
+// axis: [out, in, d(k-1)+1 ...]. Differentiable.
+at::Tensor dilate_kernel(const at::Tensor& w, int64_t d);
+
+// How a FIXED (k, d) layer runs. Taps farther than n-1 from the centre never
+// meet an input of length n, so they are dropped first (exact), leaving k' taps
+// per axis. LibTorch's dilated convolution costs ~k'^dims per output, the
+// spectral one ~the same for any k': bench/bench_fixed.cpp measured the FFT
+// 1.4-2.7x faster at k' = 7 and 9 with d = 1 (and 2D d = 7 on 14x14 and 28x28),
+// a tie at k' = 5 and slower at k' = 3 or at small k' with large d. So: spectral
+// when k' >= 7 and (2D or d == 1), else direct.
+bool use_spectral(int dims, int64_t cropped_taps, int64_t dilation);
+
 class SearchableConvImpl : public torch::nn::Module {
  public:
   // MIXTURE. separable: a depthwise proxy (groups = channels) when in == out,
