@@ -54,7 +54,7 @@ at::Tensor TrainedModel::infer(const at::Tensor& x, int64_t batch) const {
 
 train::Evaluation TrainedModel::evaluate(const task::Split& split) const {
   task::Split normalised{normalizer_.apply(split.x), split.y};
-  nn::Backbone net = net_;  // evaluate() toggles train/eval; the model stays in eval
+  nn::Backbone net = net_;  // in eval mode: evaluate() only reads it
   return train::evaluate(net, spec_, normalised, 256);
 }
 

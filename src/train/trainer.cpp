@@ -215,8 +215,11 @@ Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task:
                     int64_t batch_size) {
   Evaluation ev;
   if (split.empty()) return ev;
+  // A model already in eval mode is only read, so several threads may
+  // evaluate (or infer with) it at once; one in training mode is switched and
+  // switched back.
   const bool was_training = model->is_training();
-  model->eval();
+  if (was_training) model->eval();
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> outputs;
   double loss_sum = 0;
@@ -228,7 +231,7 @@ Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task:
                 static_cast<double>(len);
     outputs.push_back(out);
   }
-  model->train(was_training);
+  if (was_training) model->train(true);
   ev.loss = loss_sum / static_cast<double>(n);
   ev.metric = task::compute_metric(spec.metric, torch::cat(outputs), split.y);
   return ev;
