@@ -85,8 +85,11 @@ const char* split_name(dash_split split) {
   return "unknown";
 }
 
-dash_split checked_split(int split, const char* function) {
+dash_split checked_split(const dash_split* raw, const char* function) {
   (void)function;
+  static_assert(sizeof(dash_split) == sizeof(int), "dash_split is an int-sized C enum");
+  int split = 0;
+  std::memcpy(&split, raw, sizeof split);
   if (split < DASH_SPLIT_TRAIN || split > DASH_SPLIT_TEST) {
     throw std::invalid_argument("split " + std::to_string(split) +
                                 " is not DASH_SPLIT_TRAIN, DASH_SPLIT_VALID or DASH_SPLIT_TEST");

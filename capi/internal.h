@@ -73,6 +73,9 @@ train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data);
 task::Dataset task_dataset(const dash_task& task, const nlohmann::json& options);
 
 const char* split_name(dash_split split);
-dash_split checked_split(int split, const char* function);
+// The split a caller passed, checked. Takes its address: an out-of-range value
+// in a C enum may not even be loaded as the enum type in C++, so the bytes are
+// read as an int.
+dash_split checked_split(const dash_split* split, const char* function);
 
 }  // namespace dash::capi

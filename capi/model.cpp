@@ -70,7 +70,7 @@ dash_status dash_evaluate(dash_model* model, dash_task* task, dash_split split, 
   return guarded("dash_evaluate", [&] {
     require(model, "dash_evaluate", "model");
     require(task, "dash_evaluate", "task");
-    const dash_split s = dash::capi::checked_split(split, "dash_evaluate");
+    const dash_split s = dash::capi::checked_split(&split, "dash_evaluate");
     require(report_json, "dash_evaluate", "report_json");
     const auto& m = *model->model;
     if (!same_io(m.spec(), task->spec)) {

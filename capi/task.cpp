@@ -73,7 +73,7 @@ dash_status dash_task_set_data(dash_task* task, dash_split split, const float* x
                                int64_t n) {
   return guarded("dash_task_set_data", [&] {
     require(task, "dash_task_set_data", "task");
-    const dash_split s = dash::capi::checked_split(split, "dash_task_set_data");
+    const dash_split s = dash::capi::checked_split(&split, "dash_task_set_data");
     require(x, "dash_task_set_data", "x");
     require(y, "dash_task_set_data", "y");
     if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
@@ -97,7 +97,7 @@ dash_status dash_task_load_files(dash_task* task, dash_split split, const char* 
                                  const char* y_path) {
   return guarded("dash_task_load_files", [&] {
     require(task, "dash_task_load_files", "task");
-    const dash_split s = dash::capi::checked_split(split, "dash_task_load_files");
+    const dash_split s = dash::capi::checked_split(&split, "dash_task_load_files");
     require(x_path, "dash_task_load_files", "x_path");
     require(y_path, "dash_task_load_files", "y_path");
     at::Tensor x = dash::task::load_array(x_path);
@@ -109,7 +109,7 @@ dash_status dash_task_load_files(dash_task* task, dash_split split, const char* 
 dash_status dash_task_split_size(const dash_task* task, dash_split split, int64_t* out) {
   return guarded("dash_task_split_size", [&] {
     require(task, "dash_task_split_size", "task");
-    const dash_split s = dash::capi::checked_split(split, "dash_task_split_size");
+    const dash_split s = dash::capi::checked_split(&split, "dash_task_split_size");
     require(out, "dash_task_split_size", "out");
     *out = task->splits[s].size();
   });

@@ -16,6 +16,12 @@ cmake --install build --prefix build/install > /dev/null
 export OMP_WAIT_POLICY=PASSIVE
 ctest --test-dir build --output-on-failure -j "$(nproc)"
 
+echo "== the C ABI tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDASH_SANITIZE=address,undefined \
+  -DDASH_BUILD_BENCH=OFF -DDASH_CUDA_KERNELS=OFF > /dev/null
+cmake --build build-asan -j "$(nproc)" --target dashnas_capi_tests
+build-asan/tests/dashnas_capi_tests --gtest_brief=1
+
 # Debian's toolchains (rustc 1.63, Go 1.19) first, so that a newer one on this
 # machine cannot hide an incompatibility; the library through its pkg-config file.
 export PATH="/usr/bin:$PATH"

@@ -19,6 +19,9 @@
 
 #include "dash/dash.h"
 
+extern "C" dash_status set_data_with_raw_split(dash_task* task, int split, const float* x,
+                                               const void* y, int64_t n);
+
 namespace {
 
 std::string last_error() { return dash_last_error(); }
@@ -151,8 +154,8 @@ TEST(CApi, SetDataRejectsBadInput) {
                 DASH_INVALID_ARGUMENT, "y is NULL");
   EXPECT_STATUS(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data(), y.data(), 0),
                 DASH_INVALID_ARGUMENT, "n must be >= 1");
-  EXPECT_STATUS(dash_task_set_data(task, static_cast<dash_split>(7), x.data(), y.data(), 4),
-                DASH_INVALID_ARGUMENT, "split 7");
+  EXPECT_STATUS(set_data_with_raw_split(task, 7, x.data(), y.data(), 4), DASH_INVALID_ARGUMENT,
+                "split 7");
   y[2] = 5;
   EXPECT_STATUS(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data(), y.data(), 4),
                 DASH_INVALID_ARGUMENT, "label 5 is out of range");
