@@ -64,8 +64,7 @@ dash_status guarded(const char* function, const std::function<void()>& f) noexce
   }
 }
 
-void require(const void* p, const char* function, const char* name) {
-  (void)function;  // guarded() prefixes the function name
+void require(const void* p, const char* name) {
   if (p == nullptr) throw std::invalid_argument(std::string(name) + " is NULL");
 }
 
@@ -85,8 +84,7 @@ const char* split_name(dash_split split) {
   return "unknown";
 }
 
-dash_split checked_split(const dash_split* raw, const char* function) {
-  (void)function;
+dash_split checked_split(const dash_split* raw) {
   static_assert(sizeof(dash_split) == sizeof(int), "dash_split is an int-sized C enum");
   int split = 0;
   std::memcpy(&split, raw, sizeof split);

@@ -46,8 +46,9 @@ dash_status fail(dash_status status, const std::string& message);
 // barrier every exported function goes through.
 dash_status guarded(const char* function, const std::function<void()>& f) noexcept;
 
-// Throws std::invalid_argument("<function>: <name> is NULL") when p is null.
-void require(const void* p, const char* function, const char* name);
+// Throws std::invalid_argument("<name> is NULL") when p is null (guarded()
+// prefixes the function name).
+void require(const void* p, const char* name);
 
 // A copy of s that the caller frees with dash_string_free.
 char* copy_string(const std::string& s);
@@ -76,6 +77,6 @@ const char* split_name(dash_split split);
 // The split a caller passed, checked. Takes its address: an out-of-range value
 // in a C enum may not even be loaded as the enum type in C++, so the bytes are
 // read as an int.
-dash_split checked_split(const dash_split* split, const char* function);
+dash_split checked_split(const dash_split* split);
 
 }  // namespace dash::capi

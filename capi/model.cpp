@@ -27,17 +27,17 @@ extern "C" {
 
 dash_status dash_model_output_size(const dash_model* model, int64_t* out) {
   return guarded("dash_model_output_size", [&] {
-    require(model, "dash_model_output_size", "model");
-    require(out, "dash_model_output_size", "out");
+    require(model, "model");
+    require(out, "out");
     *out = model->model->output_size();
   });
 }
 
 dash_status dash_infer(dash_model* model, const float* x, int64_t n, float* out, int64_t out_len) {
   return guarded("dash_infer", [&] {
-    require(model, "dash_infer", "model");
-    require(x, "dash_infer", "x");
-    require(out, "dash_infer", "out");
+    require(model, "model");
+    require(x, "x");
+    require(out, "out");
     const auto& m = *model->model;
     if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
     const int64_t per = m.output_size();
@@ -68,10 +68,10 @@ dash_status dash_infer(dash_model* model, const float* x, int64_t n, float* out,
 
 dash_status dash_evaluate(dash_model* model, dash_task* task, dash_split split, char** report_json) {
   return guarded("dash_evaluate", [&] {
-    require(model, "dash_evaluate", "model");
-    require(task, "dash_evaluate", "task");
-    const dash_split s = dash::capi::checked_split(&split, "dash_evaluate");
-    require(report_json, "dash_evaluate", "report_json");
+    require(model, "model");
+    require(task, "task");
+    const dash_split s = dash::capi::checked_split(&split);
+    require(report_json, "report_json");
     const auto& m = *model->model;
     if (!same_io(m.spec(), task->spec)) {
       throw std::invalid_argument(
@@ -98,24 +98,24 @@ dash_status dash_evaluate(dash_model* model, dash_task* task, dash_split split, 
 
 dash_status dash_model_info(const dash_model* model, char** json_out) {
   return guarded("dash_model_info", [&] {
-    require(model, "dash_model_info", "model");
-    require(json_out, "dash_model_info", "json_out");
+    require(model, "model");
+    require(json_out, "json_out");
     *json_out = dash::capi::copy_string(model->model->metadata().dump());
   });
 }
 
 dash_status dash_model_save(const dash_model* model, const char* path) {
   return guarded("dash_model_save", [&] {
-    require(model, "dash_model_save", "model");
-    require(path, "dash_model_save", "path");
+    require(model, "model");
+    require(path, "path");
     model->model->save(path);
   });
 }
 
 dash_status dash_model_load(const char* path, dash_model** out) {
   return guarded("dash_model_load", [&] {
-    require(path, "dash_model_load", "path");
-    require(out, "dash_model_load", "out");
+    require(path, "path");
+    require(out, "out");
     auto model = std::make_unique<dash_model>();
     model->model = dash::model::TrainedModel::load(path);
     *out = model.release();

@@ -206,7 +206,7 @@ void apply_runtime_options(const json& options) {
 
 extern "C" dash_status dash_options_describe(char** json_out) {
   return dash::capi::guarded("dash_options_describe", [&] {
-    dash::capi::require(json_out, "dash_options_describe", "json_out");
+    dash::capi::require(json_out, "json_out");
     *json_out = dash::capi::copy_string(dash::capi::describe_options().dump(2));
   });
 }

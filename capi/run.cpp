@@ -48,8 +48,8 @@ extern "C" {
 dash_status dash_search(dash_task* task, const char* options_json, dash_progress_fn progress,
                         void* user_data, dash_arch** out) {
   return guarded("dash_search", [&] {
-    require(task, "dash_search", "task");
-    require(out, "dash_search", "out");
+    require(task, "task");
+    require(out, "out");
     const json opt = dash::capi::parse_options(options_json, dash::capi::Call::kSearch);
     dash::capi::apply_runtime_options(opt);
     const auto raw = dash::capi::task_dataset(*task, opt);
@@ -92,16 +92,16 @@ dash_status dash_search(dash_task* task, const char* options_json, dash_progress
 
 dash_status dash_arch_to_json(const dash_arch* arch, char** json_out) {
   return guarded("dash_arch_to_json", [&] {
-    require(arch, "dash_arch_to_json", "arch");
-    require(json_out, "dash_arch_to_json", "json_out");
+    require(arch, "arch");
+    require(json_out, "json_out");
     *json_out = dash::capi::copy_string(arch_json(*arch).dump());
   });
 }
 
 dash_status dash_arch_from_json(const char* text, dash_arch** out) {
   return guarded("dash_arch_from_json", [&] {
-    require(text, "dash_arch_from_json", "json");
-    require(out, "dash_arch_from_json", "out");
+    require(text, "json");
+    require(out, "out");
     json j;
     try {
       j = json::parse(text);
@@ -135,8 +135,8 @@ dash_status dash_arch_from_json(const char* text, dash_arch** out) {
 
 dash_status dash_arch_plain(const dash_task* task, dash_arch** out) {
   return guarded("dash_arch_plain", [&] {
-    require(task, "dash_arch_plain", "task");
-    require(out, "dash_arch_plain", "out");
+    require(task, "task");
+    require(out, "out");
     const auto b = dash::search::backbone_for(task->spec, 16, 1, 0);
     auto arch = std::make_unique<dash_arch>();
     arch->architecture = dash::nn::Architecture::plain(b.name(), b.searchable_layers());
@@ -149,9 +149,9 @@ void dash_arch_free(dash_arch* arch) { delete arch; }
 dash_status dash_retrain(dash_task* task, const dash_arch* arch, const char* options_json,
                          dash_progress_fn progress, void* user_data, dash_model** out) {
   return guarded("dash_retrain", [&] {
-    require(task, "dash_retrain", "task");
-    require(arch, "dash_retrain", "arch");
-    require(out, "dash_retrain", "out");
+    require(task, "task");
+    require(arch, "arch");
+    require(out, "out");
     const json opt = dash::capi::parse_options(options_json, dash::capi::Call::kRetrain);
     dash::capi::apply_runtime_options(opt);
     const auto raw = dash::capi::task_dataset(*task, opt);

@@ -55,8 +55,8 @@ extern "C" {
 
 dash_status dash_task_create(const char* spec_json, dash_task** out) {
   return guarded("dash_task_create", [&] {
-    require(spec_json, "dash_task_create", "spec_json");
-    require(out, "dash_task_create", "out");
+    require(spec_json, "spec_json");
+    require(out, "out");
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(spec_json);
@@ -72,10 +72,10 @@ dash_status dash_task_create(const char* spec_json, dash_task** out) {
 dash_status dash_task_set_data(dash_task* task, dash_split split, const float* x, const void* y,
                                int64_t n) {
   return guarded("dash_task_set_data", [&] {
-    require(task, "dash_task_set_data", "task");
-    const dash_split s = dash::capi::checked_split(&split, "dash_task_set_data");
-    require(x, "dash_task_set_data", "x");
-    require(y, "dash_task_set_data", "y");
+    require(task, "task");
+    const dash_split s = dash::capi::checked_split(&split);
+    require(x, "x");
+    require(y, "y");
     if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
     const auto& spec = task->spec;
     std::vector<int64_t> xshape = {n};
@@ -96,10 +96,10 @@ dash_status dash_task_set_data(dash_task* task, dash_split split, const float* x
 dash_status dash_task_load_files(dash_task* task, dash_split split, const char* x_path,
                                  const char* y_path) {
   return guarded("dash_task_load_files", [&] {
-    require(task, "dash_task_load_files", "task");
-    const dash_split s = dash::capi::checked_split(&split, "dash_task_load_files");
-    require(x_path, "dash_task_load_files", "x_path");
-    require(y_path, "dash_task_load_files", "y_path");
+    require(task, "task");
+    const dash_split s = dash::capi::checked_split(&split);
+    require(x_path, "x_path");
+    require(y_path, "y_path");
     at::Tensor x = dash::task::load_array(x_path);
     at::Tensor y = dash::task::load_array(y_path);
     task->splits[s] = dash::task::checked_split(task->spec, x, y, dash::capi::split_name(s));
@@ -108,17 +108,17 @@ dash_status dash_task_load_files(dash_task* task, dash_split split, const char* 
 
 dash_status dash_task_split_size(const dash_task* task, dash_split split, int64_t* out) {
   return guarded("dash_task_split_size", [&] {
-    require(task, "dash_task_split_size", "task");
-    const dash_split s = dash::capi::checked_split(&split, "dash_task_split_size");
-    require(out, "dash_task_split_size", "out");
+    require(task, "task");
+    const dash_split s = dash::capi::checked_split(&split);
+    require(out, "out");
     *out = task->splits[s].size();
   });
 }
 
 dash_status dash_task_to_json(const dash_task* task, char** json_out) {
   return guarded("dash_task_to_json", [&] {
-    require(task, "dash_task_to_json", "task");
-    require(json_out, "dash_task_to_json", "json_out");
+    require(task, "task");
+    require(json_out, "json_out");
     *json_out = dash::capi::copy_string(task->spec.to_json().dump());
   });
 }

@@ -111,10 +111,8 @@ Args parse_args(int argc, char** argv) {
     else if (arg == "--resume") a.resume = true;
     else if (arg == "--list-options") a.list = true;
     else if (arg == "--options-markdown") a.list = a.markdown = true;
-    else if (arg.rfind("--", 0) == 0 && (arg.size() > 4) &&
-             (arg.find("-x") == arg.size() - 2 || arg.find("-y") == arg.size() - 2) &&
-             (arg.rfind("--train-", 0) == 0 || arg.rfind("--valid-", 0) == 0 ||
-              arg.rfind("--test-", 0) == 0)) {
+    else if (arg == "--train-x" || arg == "--train-y" || arg == "--valid-x" ||
+             arg == "--valid-y" || arg == "--test-x" || arg == "--test-y") {
       a.files[arg.substr(2)] = value();
     } else {
       throw std::invalid_argument("unknown argument " + arg);

@@ -156,8 +156,8 @@ SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
       torch::manual_seed(options.seed + 1);
       nn::LayerSetup fixed;
       fixed.architecture = outcome.architecture;
-      nn::BackboneSpec trial_spec = backbone_for(spec, options.depth, options.width, hp.dropout);
-      fit_output_affine(spec, data.train.y, &trial_spec);
+      nn::BackboneSpec trial_spec = super_spec;  // same backbone and output map
+      trial_spec.dropout = hp.dropout;
       nn::Backbone net(trial_spec, fixed);
       train::StageOptions to;
       to.stage = "hpo";
