@@ -50,16 +50,7 @@ void write_model_file(const std::string& path, const ModelFileContent& content) 
   bytes += content.weights;
   put_le(&bytes, crc32_of(bytes.data(), bytes.size()), 4);
 
-  train::write_atomically(path, [&](const std::string& tmp) {
-    std::unique_ptr<std::FILE, FileCloser> f(std::fopen(tmp.c_str(), "wb"));
-    if (!f) throw IoError("cannot create " + tmp + ": " + std::strerror(errno));
-    if (std::fwrite(bytes.data(), 1, bytes.size(), f.get()) != bytes.size() ||
-        std::fflush(f.get()) != 0) {
-      throw IoError("cannot write " + tmp + ": " + std::strerror(errno));
-    }
-    std::FILE* raw = f.release();
-    if (std::fclose(raw) != 0) throw IoError("cannot write " + tmp + ": " + std::strerror(errno));
-  });
+  train::write_bytes_atomically(path, bytes);
 }
 
 ModelFileContent read_model_file(const std::string& path) {
@@ -81,17 +72,30 @@ ModelFileContent read_model_file(const std::string& path) {
     if (std::ferror(f.get())) throw IoError(where + "read error: " + std::strerror(errno));
     throw FormatError(where + "shorter than its size on disk; was it being written?");
   }
+  return parse_model_file(bytes, where);
+}
+
+ModelFileContent parse_model_file(const std::string& bytes, const std::string& where) {
+  const uint64_t size = bytes.size();
+  if (size < kHeaderBytes + kTrailerBytes) {
+    throw FormatError(where + "only " + std::to_string(size) +
+                      " bytes, shorter than any model file (truncated?)");
+  }
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   if (std::memcmp(p, kMagic, sizeof kMagic) != 0) {
     throw FormatError(where + "not a dashnas model (bad magic bytes)");
   }
   const uint64_t version = get_le(p + 8, 4);
-  if (version == 0 || version > kModelFormatVersion) {
+  if (version > kModelFormatVersion) {
     throw FormatError(where + "format version " + std::to_string(version) +
-                      "; this library reads versions 1 to " +
-                      std::to_string(kModelFormatVersion) +
-                      (version > kModelFormatVersion ? ": it was written by a newer dashnas, upgrade"
-                                                     : ""));
+                      " was written by a newer dashnas; this one reads version " +
+                      std::to_string(kModelFormatVersion) + ": upgrade dashnas");
+  }
+  if (version < kModelFormatVersion) {
+    throw FormatError(where + "format version " + std::to_string(version) +
+                      (version == 1 ? " (earlier dashnas builds, whose weights section was a LibTorch archive)" : "") +
+                      " is no longer read; this dashnas reads version " +
+                      std::to_string(kModelFormatVersion) + ": retrain, or use the dashnas that wrote it");
   }
   const uint64_t m = get_le(p + 16, 8);
   const uint64_t w = get_le(p + 24, 8);
@@ -106,6 +110,10 @@ ModelFileContent read_model_file(const std::string& path) {
     throw FormatError(where + "checksum mismatch: the file is corrupted");
   }
   return {bytes.substr(kHeaderBytes, m), bytes.substr(kHeaderBytes + m, w)};
+}
+
+uint32_t model_file_checksum(const std::string& bytes_before_trailer) {
+  return crc32_of(bytes_before_trailer.data(), bytes_before_trailer.size());
 }
 
 }  // namespace dash::model

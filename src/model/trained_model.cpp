@@ -2,16 +2,49 @@
 
 #include <torch/torch.h>
 
-#include <sstream>
-
 #include "dash/dash.h"
 #include "model/model_file.h"
+#include "model/weights.h"
 #include "search/dash.h"
 #include "util/errors.h"
 
 namespace dash::model {
 
 using nlohmann::json;
+
+namespace {
+
+// Building the network allocates what the metadata describes. A genuine file
+// stores every one of those weights, so the stem (in_channels x 16 x k...),
+// the head (num_outputs x ...) and each kernel are no larger than the weights
+// section: a file whose metadata claims more is refused before anything is
+// built, so a forged file cannot make the loader allocate gigabytes.
+void check_plausible_size(const task::TaskSpec& spec, const nn::Architecture& arch,
+                          const NamedTensors& weights) {
+  int64_t stored = 0;
+  for (const auto& named : weights) stored += named.second.numel();  // bounded by the file size
+  auto refuse = [&](const std::string& what) {
+    throw std::runtime_error(what + ", but the weights section holds only " +
+                             std::to_string(stored) + " values in all");
+  };
+  if (spec.in_channels() > stored / 16) {
+    refuse("the task has " + std::to_string(spec.in_channels()) + " input channels");
+  }
+  if (spec.num_outputs > stored) refuse("the task has " + std::to_string(spec.num_outputs) + " outputs");
+  const int dims = static_cast<int>(spec.spatial().size());
+  for (size_t i = 0; i < arch.layers.size(); ++i) {
+    int64_t taps = 1;
+    for (int d = 0; d < dims; ++d) {
+      if (arch.layers[i].kernel_size > stored / taps) {
+        refuse("layer " + std::to_string(i) + " has kernel size " +
+               std::to_string(arch.layers[i].kernel_size));
+      }
+      taps *= arch.layers[i].kernel_size;
+    }
+  }
+}
+
+}  // namespace
 
 TrainedModel::TrainedModel(task::TaskSpec spec, nn::BackboneSpec backbone,
                            nn::Architecture architecture, train::Hyperparams hp,
@@ -74,16 +107,15 @@ json TrainedModel::metadata() const {
 }
 
 void TrainedModel::save(const std::string& path) const {
-  torch::serialize::OutputArchive archive;
-  net_->save(archive);
-  std::ostringstream weights;
-  archive.save_to(weights);
-  write_model_file(path, {metadata().dump(), weights.str()});
+  write_model_file(path, {metadata().dump(), encode_weights(module_state(*net_))});
 }
 
 std::unique_ptr<TrainedModel> TrainedModel::load(const std::string& path) {
-  const ModelFileContent content = read_model_file(path);
-  const std::string where = "model file " + path + ": ";
+  return from_content(read_model_file(path), "model file " + path + ": ");
+}
+
+std::unique_ptr<TrainedModel> TrainedModel::from_content(const ModelFileContent& content,
+                                                         const std::string& where) {
   json meta;
   task::TaskSpec spec;
   nn::BackboneSpec bspec;
@@ -113,13 +145,12 @@ std::unique_ptr<TrainedModel> TrainedModel::load(const std::string& path) {
   fixed.architecture = arch;
   nn::Backbone net{nullptr};
   try {
+    const NamedTensors weights = decode_weights(content.weights);
+    check_plausible_size(spec, arch, weights);
     net = nn::Backbone(bspec, fixed);
-    torch::serialize::InputArchive archive;
-    std::istringstream weights(content.weights);
-    archive.load_from(weights);
-    net->load(archive);
+    load_state(*net, weights);
   } catch (const std::exception& e) {
-    throw FormatError(where + "the weights do not fit the architecture: " + e.what());
+    throw FormatError(where + "bad weights section: " + e.what());
   }
   return std::make_unique<TrainedModel>(spec, bspec, arch, hp, norm,
                                         meta.value("report", json::object()), net);

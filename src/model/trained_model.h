@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "model/model_file.h"
 #include "nn/architecture.h"
 #include "nn/backbones.h"
 #include "task/dataset.h"
@@ -46,6 +47,9 @@ class TrainedModel {
   void save(const std::string& path) const;
   // Throws dash::IoError, or dash::FormatError saying which check failed.
   static std::unique_ptr<TrainedModel> load(const std::string& path);
+  // The same from a container already read and checked; messages start with `where`.
+  static std::unique_ptr<TrainedModel> from_content(const ModelFileContent& content,
+                                                    const std::string& where);
 
  private:
   task::TaskSpec spec_;

@@ -59,4 +59,19 @@ void write_atomically(const std::string& path,
   }
 }
 
+void write_bytes_atomically(const std::string& path, const std::string& bytes) {
+  write_atomically(path, [&](const std::string& tmp) {
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (f == nullptr) throw IoError("cannot create " + tmp + ": " + std::strerror(errno));
+    bool ok = bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+    ok = std::fflush(f) == 0 && ok;
+    int err = ok ? 0 : errno;
+    if (std::fclose(f) != 0 && ok) {
+      ok = false;
+      err = errno;
+    }
+    if (!ok) throw IoError("cannot write " + tmp + ": " + std::strerror(err));
+  });
+}
+
 }  // namespace dash::train

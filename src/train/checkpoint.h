@@ -13,6 +13,10 @@ namespace dash::train {
 // previous file at `path` is untouched, and std::runtime_error says why.
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
 
+// write_atomically with `bytes` as the file's content; every write error (a
+// full disk, a read-only directory) is reported, never lost in a buffer.
+void write_bytes_atomically(const std::string& path, const std::string& bytes);
+
 bool file_exists(const std::string& path);
 
 }  // namespace dash::train

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <sstream>
 #include <stdexcept>
 
 #include "task/loss_metric.h"
@@ -102,7 +103,11 @@ struct StageState {
 void save_checkpoint(const std::string& path, nn::Backbone& model, torch::optim::SGD& weights,
                      torch::optim::SGD* arch, at::Generator& order_gen,
                      const StageState& s) {
-  write_atomically(path, [&](const std::string& tmp) {
+  // Serialised in memory, then written by write_bytes_atomically: LibTorch's
+  // file writer throws from its destructor after a failed write (a full
+  // disk), which terminates the process.
+  std::ostringstream bytes;
+  {
     torch::serialize::OutputArchive archive;
     torch::serialize::OutputArchive model_archive, opt_archive, arch_archive, best_archive;
     model->save(model_archive);
@@ -122,8 +127,9 @@ void save_checkpoint(const std::string& path, nn::Backbone& model, torch::optim:
     archive.write("history", history_tensor(s.history));
     archive.write("rng", at::detail::getDefaultCPUGenerator().get_state());
     archive.write("order_rng", order_gen.get_state());
-    archive.save_to(tmp);
-  });
+    archive.save_to(bytes);
+  }
+  write_bytes_atomically(path, bytes.str());
 }
 
 StageState load_checkpoint(const std::string& path, nn::Backbone& model,
