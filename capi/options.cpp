@@ -102,7 +102,7 @@ json parse_options(const char* options_json, Call call) {
   if (options_json != nullptr && options_json[0] != '\0') {
     try {
       user = json::parse(options_json);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw std::invalid_argument(std::string("options are not valid JSON: ") + e.what());
     }
     if (!user.is_object()) throw std::invalid_argument("options must be a JSON object");
@@ -126,6 +126,10 @@ json parse_options(const char* options_json, Call call) {
                                   call_name(call == Call::kSearch ? Call::kRetrain : Call::kSearch) +
                                   ", not " + call_name(call));
     }
+    // null is the "not set" default of the options that override something;
+    // passing it explicitly means the same.
+    const json& fallback = call == Call::kSearch ? def->search_default : def->retrain_default;
+    if (value.is_null() && fallback.is_null()) continue;
     if (!type_matches(*def, value)) {
       throw std::invalid_argument("option '" + key + "' must be of type " + def->type + ", got " +
                                   value.dump());

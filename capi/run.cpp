@@ -105,7 +105,7 @@ dash_status dash_arch_from_json(const char* text, dash_arch** out) {
     json j;
     try {
       j = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw std::invalid_argument(std::string("the architecture is not valid JSON: ") + e.what());
     }
     if (!j.is_object()) throw std::invalid_argument("the architecture must be a JSON object");

@@ -60,7 +60,7 @@ dash_status dash_task_create(const char* spec_json, dash_task** out) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(spec_json);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw std::invalid_argument(std::string("the task spec is not valid JSON: ") + e.what());
     }
     auto task = std::make_unique<dash_task>();

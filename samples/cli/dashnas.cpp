@@ -61,7 +61,7 @@ json read_json_file(const std::string& path) {
   if (!in) throw std::invalid_argument("cannot open " + path);
   try {
     return json::parse(in);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw std::invalid_argument(path + " is not valid JSON: " + e.what());
   }
 }
@@ -137,7 +137,7 @@ void apply_sets(const Args& a, const json& described, json* search, json* retrai
     json value;
     try {
       value = json::parse(s.substr(eq + 1));
-    } catch (const json::parse_error&) {
+    } catch (const json::exception&) {
       value = s.substr(eq + 1);  // a bare string
     }
     if (!described.contains(key)) {
