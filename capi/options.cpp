@@ -198,7 +198,12 @@ json describe_options() {
 void apply_runtime_options(const json& options) {
   const std::string device = options["device"].get<std::string>();
   if (device == "cuda") {
+#if defined(DASH_WITH_CUDA)
+    throw Unsupported("device 'cuda': in this build only the Fourier mixture operator runs on the "
+                      "GPU, not yet search, retrain or infer (DASH_WITH_CUDA); use 'cpu' or 'auto'");
+#else
     throw Unsupported("device 'cuda' needs a build with -DDASH_WITH_CUDA=ON and a GPU; use 'cpu' or 'auto'");
+#endif
   }
   const int threads = options["threads"].get<int>();
   torch::set_num_threads(threads > 0 ? threads

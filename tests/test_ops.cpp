@@ -11,6 +11,7 @@
 #include "ops/fast_size.h"
 #include "ops/fourier_mixture.h"
 #include "ops/spectral_conv.h"
+#include "ops/spectral_tensors.h"
 #include "support/reference.h"
 
 namespace {
@@ -279,6 +280,52 @@ TEST(FourierMixtureFiniteDifferences, DoublePrecisionTinyCase) {
 }
 
 // ---- plan caches and threads -------------------------------------------------
+
+// The device-generic channel products (complex elementwise and batched
+// complex matmul, what the CUDA backend runs through cuBLAS) against the CPU
+// backend's hand-written loops and oneDNN products: two independent ways to
+// the same three formulas.
+TEST(GenericProducts, MatchTheCpuBackend) {
+  torch::manual_seed(11);
+  auto& cpu = dash::ops::cpu_spectral_backend();
+  for (auto dtype : {at::kFloat, at::kDouble}) {
+    const double tol = dtype == at::kFloat ? 1e-5 : 1e-12;
+    for (bool depthwise : {true, false}) {
+      dash::ops::ChannelGeometry c;
+      c.batch = 3;
+      c.in_channels = 4;
+      c.out_channels = depthwise ? 4 : 5;
+      c.depthwise = depthwise;
+      c.bins = 7;
+      const auto opts = at::TensorOptions().dtype(dtype);
+      at::Tensor X, H, dY;
+      if (depthwise) {
+        X = torch::randn({c.batch, c.in_channels, c.bins, 2}, opts);
+        H = torch::randn({c.in_channels, c.bins, 2}, opts);
+        dY = torch::randn({c.batch, c.in_channels, c.bins, 2}, opts);
+      } else {
+        X = torch::randn({c.batch, c.bins, c.in_channels, 2}, opts);
+        H = torch::randn({c.out_channels, c.bins, c.in_channels, 2}, opts);
+        dY = torch::randn({c.batch, c.bins, c.out_channels, 2}, opts);
+      }
+      const double scale = 0.37;
+      const std::string what = std::string(depthwise ? "depthwise " : "full ") + c10::toString(dtype);
+      EXPECT_LT(rel_err(dash::ops::generic_product_forward(X, H, c, scale),
+                        cpu.product_forward(X, H, c, scale)),
+                tol)
+          << what;
+      at::Tensor consumed = dY.clone();
+      EXPECT_LT(rel_err(dash::ops::generic_product_input_grad(dY, H, c, scale),
+                        cpu.product_input_grad_consume(consumed, H, c, scale)),
+                tol)
+          << what;
+      EXPECT_LT(rel_err(dash::ops::generic_product_kernel_grad(X, dY, c, scale),
+                        cpu.product_kernel_grad(X, dY, c, scale)),
+                tol)
+          << what;
+    }
+  }
+}
 
 TEST(PlanCache, PlansAreMadeOnceAndReused) {
   torch::manual_seed(5);

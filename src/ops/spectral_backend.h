@@ -86,4 +86,7 @@ SpectralBackend& spectral_backend_for(const at::Device& device);
 
 SpectralBackend& cpu_spectral_backend();
 
+// Only in builds with -DDASH_WITH_CUDA=ON (src/ops/cuda/spectral_cuda.cpp).
+SpectralBackend& cuda_spectral_backend();
+
 }  // namespace dash::ops

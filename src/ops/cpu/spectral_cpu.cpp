@@ -6,18 +6,12 @@
 #include "ops/cpu/dnnl_matmul.h"
 #include "ops/cpu/fftw_plans.h"
 #include "ops/spectral_backend.h"
+#include "ops/spectral_tensors.h"
 
 namespace dash::ops {
 namespace {
 
 using cpu::batched_matmul;
-
-at::Tensor spectrum_empty(const FftGeometry& g, const at::TensorOptions& opts) {
-  if (g.layout == SpectrumLayout::kChannelsLast) {
-    return at::empty({g.batch, g.bins(), g.channels, 2}, opts);
-  }
-  return at::empty({g.batch, g.channels, g.bins(), 2}, opts);
-}
 
 // Per-bin matrices of a channels-last spectrum [batch][bins][channels][2]:
 // [bins][batch][2*channels], a strided view.
@@ -43,18 +37,6 @@ void copy_padded(const at::Tensor& x, at::Tensor& real, const FftGeometry& g) {
   } else if (m0 < g.fft[0]) {
     real.narrow(1, m0, g.fft[0] - m0).zero_();
   }
-}
-
-// Pad x [count, m0(, m1)] with zeros to [count, fft0(, fft1)].
-at::Tensor zero_pad(const at::Tensor& x, const FftGeometry& g) {
-  std::vector<int64_t> pad;
-  for (int axis = g.rank - 1; axis >= 0; --axis) {
-    pad.push_back(0);
-    pad.push_back(g.fft[axis] - x.size(axis + 1));
-  }
-  bool any = false;
-  for (int64_t p : pad) any = any || p != 0;
-  return any ? at::constant_pad_nd(x, pad, 0) : x.contiguous();
 }
 
 // ---- depthwise: one complex multiply per bin -------------------------------
@@ -299,6 +281,9 @@ SpectralBackend& cpu_spectral_backend() {
 
 SpectralBackend& spectral_backend_for(const at::Device& device) {
   if (device.is_cpu()) return cpu_spectral_backend();
+#if defined(DASH_WITH_CUDA)
+  if (device.is_cuda()) return cuda_spectral_backend();
+#endif
   TORCH_CHECK(false, "spectral_conv: no backend for device ", device.str(),
               " in this build (CUDA support is built with -DDASH_WITH_CUDA=ON)");
 }

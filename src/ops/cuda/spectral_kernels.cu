@@ -89,10 +89,10 @@ std::string cufft_status_name(cufftResult r) {
 }
 
 CufftPlanCache::~CufftPlanCache() {
-  for (auto& [key, plan] : plans_) cufftDestroy(plan);
+  for (auto& entry : plans_) cufftDestroy(entry.second.first);
 }
 
-cufftHandle CufftPlanCache::get(const CufftPlanKey& k, cudaStream_t stream) {
+cufftHandle CufftPlanCache::get(const CufftPlanKey& k, cudaStream_t stream, size_t* work_bytes) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = plans_.find(k);
   if (it == plans_.end()) {
@@ -104,6 +104,7 @@ cufftHandle CufftPlanCache::get(const CufftPlanKey& k, cudaStream_t stream) {
     const long long spec_dist = k.spectrum_stride == 1 ? bins : 1;
     cufftHandle plan;
     check(cufftCreate(&plan), "cufftCreate");
+    if (caller_work_area_) check(cufftSetAutoAllocation(plan, 0), "cufftSetAutoAllocation");
     size_t work = 0;
     const cufftResult r =
         k.forward ? cufftMakePlanMany64(plan, k.rank, n, real_embed, 1, real, spec_embed,
@@ -114,13 +115,14 @@ cufftHandle CufftPlanCache::get(const CufftPlanKey& k, cudaStream_t stream) {
       cufftDestroy(plan);
       check(r, "cufftMakePlanMany64");
     }
-    it = plans_.emplace(k, plan).first;
+    it = plans_.emplace(k, std::make_pair(plan, work)).first;
     ++created_;
   } else {
     ++reused_;
   }
-  check(cufftSetStream(it->second, stream), "cufftSetStream");
-  return it->second;
+  check(cufftSetStream(it->second.first, stream), "cufftSetStream");
+  if (work_bytes != nullptr) *work_bytes = it->second.second;
+  return it->second.first;
 }
 
 }  // namespace dash::ops::cuda

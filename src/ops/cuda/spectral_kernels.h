@@ -54,15 +54,20 @@ struct CufftPlanKey {
 
 class CufftPlanCache {
  public:
+  // caller_work_area: plans get no work area of their own; the caller sets
+  // one (cufftSetWorkArea) of *work_bytes before every execution, e.g. from
+  // LibTorch's caching allocator, instead of each plan holding its own.
+  explicit CufftPlanCache(bool caller_work_area = false) : caller_work_area_(caller_work_area) {}
   ~CufftPlanCache();
   // Throws std::runtime_error naming the cuFFT status on failure.
-  cufftHandle get(const CufftPlanKey& key, cudaStream_t stream);
+  cufftHandle get(const CufftPlanKey& key, cudaStream_t stream, size_t* work_bytes = nullptr);
   int64_t created() const { return created_; }
   int64_t reused() const { return reused_; }
 
  private:
   std::mutex mutex_;
-  std::map<CufftPlanKey, cufftHandle> plans_;
+  bool caller_work_area_;
+  std::map<CufftPlanKey, std::pair<cufftHandle, size_t>> plans_;
   int64_t created_ = 0, reused_ = 0;
 };
 
