@@ -10,9 +10,15 @@
 // through LibTorch's CPU allocator during one forward+backward, above what was
 // live before it (inputs and parameters are not counted).
 //
+// With --device cuda (a -DDASH_WITH_CUDA=ON build) every method runs on the
+// GPU, each step ends with a device synchronisation, and peak memory is not
+// measured (null).
+//
 // Usage: dashnas_bench_ops [--config NAME] [--runs N] [--threads N] [--methods a,b]
+//                          [--device cpu|cuda]
 
 #include <c10/core/CPUAllocator.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -132,14 +138,17 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-void run_config(const Config& c, int runs, const std::string& only_methods) {
+void run_config(const Config& c, int runs, const std::string& only_methods,
+                const at::Device& device) {
   torch::manual_seed(0);
   const int rank = static_cast<int>(c.x.size()) - 2;
   const int64_t channels = c.x[1];
   const int64_t groups = c.depthwise ? channels : 1;
-  at::Tensor x = torch::randn(c.x).requires_grad_(true);
-  auto weights = ref::random_candidates(c.space, channels, channels / groups, rank, at::kFloat);
-  at::Tensor alpha = (torch::randn({c.space.size()}) * 1e-3).requires_grad_(true);
+  const auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
+  at::Tensor x = torch::randn(c.x, opts).requires_grad_(true);
+  auto weights = ref::random_candidates(c.space, channels, channels / groups, rank, opts);
+  at::Tensor alpha = (torch::randn({c.space.size()}, opts) * 1e-3).requires_grad_(true);
+  const bool cuda = device.is_cuda();
 
   std::vector<std::pair<std::string, Method>> methods{
       {"ours",
@@ -174,6 +183,7 @@ void run_config(const Config& c, int runs, const std::string& only_methods) {
     x.mutable_grad().reset();
     alpha.mutable_grad().reset();
     for (auto& w : weights) w.mutable_grad().reset();
+    if (cuda) torch::cuda::synchronize();
   };
 
   std::map<std::string, Timing> timings;
@@ -203,7 +213,7 @@ void run_config(const Config& c, int runs, const std::string& only_methods) {
     return std::string(buf);
   };
   auto peak = [&](const std::string& m) {
-    return timings.count(m) ? timings[m].peak_mb : std::nan("");
+    return timings.count(m) && !cuda ? timings[m].peak_mb : std::nan("");
   };
   const double ours = ms("ours"), naive = ms("naive"), kmix = ms("kmix"), tfft = ms("torchfft");
   std::cout << "{\"config\": \"" << c.name << "\", \"ours_ms\": " << num(ours, 2)
@@ -216,14 +226,15 @@ void run_config(const Config& c, int runs, const std::string& only_methods) {
             << ", \"naive_peak_mb\": " << num(peak("naive"), 1)
             << ", \"kmix_peak_mb\": " << num(peak("kmix"), 1)
             << ", \"torchfft_peak_mb\": " << num(peak("torchfft"), 1) << ", \"runs\": " << runs
-            << ", \"threads\": " << at::get_num_threads() << "}" << std::endl;
+            << ", \"threads\": " << at::get_num_threads() << ", \"device\": \"" << device.str()
+            << "\"}" << std::endl;
   std::fflush(stdout);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string only, methods;
+  std::string only, methods, device_name = "cpu";
   int runs = 7;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 1; i < argc; ++i) {
@@ -243,9 +254,11 @@ int main(int argc, char** argv) {
       methods = value();
     } else if (a == "--threads") {
       threads = std::stoi(value());
+    } else if (a == "--device") {
+      device_name = value();
     } else if (a == "--help" || a == "-h") {
       std::cout << "usage: dashnas_bench_ops [--config NAME] [--runs N] [--threads N]"
-                   " [--methods ours,naive,kmix,torchfft]\n"
+                   " [--methods ours,naive,kmix,torchfft] [--device cpu|cuda]\n"
                    "configs: 2d-dw 2d-full 1d-dw 1d-full 2d-dense (default: all)\n";
       return 0;
     } else {
@@ -257,6 +270,15 @@ int main(int argc, char** argv) {
     std::cerr << "--runs and --threads must be >= 1\n";
     return 2;
   }
+  if (device_name != "cpu" && device_name != "cuda") {
+    std::cerr << "--device must be cpu or cuda\n";
+    return 2;
+  }
+  if (device_name == "cuda" && !torch::cuda::is_available()) {
+    std::cerr << "--device cuda: no GPU is visible to LibTorch\n";
+    return 2;
+  }
+  const at::Device device(device_name == "cuda" ? at::kCUDA : at::kCPU);
   torch::set_num_threads(threads);
   static CountingAllocator counter;
   g_counter = &counter;
@@ -266,7 +288,7 @@ int main(int argc, char** argv) {
   for (const auto& c : all_configs()) {
     if (!only.empty() && c.name != only) continue;
     found = true;
-    run_config(c, runs, methods);
+    run_config(c, runs, methods, device);
   }
   if (!found) {
     std::cerr << "unknown config '" << only << "' (try --help)\n";

@@ -3,6 +3,7 @@
 // and central finite differences in double precision.
 
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <thread>
@@ -323,6 +324,55 @@ TEST(GenericProducts, MatchTheCpuBackend) {
                         cpu.product_kernel_grad(X, dY, c, scale)),
                 tol)
           << what;
+    }
+  }
+}
+
+// The CUDA backend (a -DDASH_WITH_CUDA=ON build on a machine with a GPU):
+// the mixture and all its gradients on the GPU against the naive mixture on
+// the GPU and against our own CPU results.
+TEST(FourierMixtureCuda, MatchesTheNaiveMixtureAndTheCpu) {
+#if defined(DASH_WITH_CUDA)
+  constexpr bool kBuiltWithCuda = true;
+#else
+  constexpr bool kBuiltWithCuda = false;  // the body still compiles, so CI checks it
+#endif
+  if (!kBuiltWithCuda) GTEST_SKIP() << "built without -DDASH_WITH_CUDA=ON";
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU is visible";
+  torch::manual_seed(21);
+  const CandidateSpace space{{3, 5, 7}, {1, 2}};
+  for (int rank : {1, 2}) {
+    for (bool depthwise : {true, false}) {
+      const int64_t channels = 6, groups = depthwise ? channels : 1;
+      const std::vector<int64_t> shape =
+          rank == 1 ? std::vector<int64_t>{3, channels, 50} : std::vector<int64_t>{3, channels, 13, 11};
+      const at::Tensor x = torch::randn(shape, f32());
+      const auto w = ref::random_candidates(space, channels, channels / groups, rank, f32());
+      const at::Tensor alpha = torch::randn({space.size()}, f32());
+      // Forward and gradients of <y, g> for x, every weight and alpha.
+      auto run = [&](const at::Device& device, bool naive) {
+        at::Tensor xd = x.to(device).requires_grad_(true);
+        std::vector<at::Tensor> wd;
+        for (const auto& t : w) wd.push_back(t.detach().to(device).requires_grad_(true));
+        at::Tensor ad = alpha.to(device).requires_grad_(true);
+        const at::Tensor p = torch::softmax(ad, 0);
+        at::Tensor y = naive ? ref::naive_mixture(xd, wd, p, space, 1, groups)
+                             : dash::ops::fourier_mixture(xd, wd, p, space, c10::nullopt, {1}, groups);
+        at::Tensor g = torch::cos(torch::arange(y.numel(), f32()).view(y.sizes())).to(device);
+        (y * g).sum().backward();
+        std::vector<at::Tensor> out{y.cpu(), xd.grad().cpu(), ad.grad().cpu()};
+        for (const auto& t : wd) out.push_back(t.grad().cpu());
+        return out;
+      };
+      const auto gpu = run(at::kCUDA, false);
+      const auto gpu_naive = run(at::kCUDA, true);
+      const auto cpu = run(at::kCPU, false);
+      for (size_t i = 0; i < gpu.size(); ++i) {
+        const std::string what = "rank " + std::to_string(rank) + (depthwise ? " dw" : " full") +
+                                 " output " + std::to_string(i);
+        EXPECT_LT(rel_err(gpu[i], gpu_naive[i]), 1e-4) << what << " vs the naive mixture";
+        EXPECT_LT(rel_err(gpu[i], cpu[i]), 1e-4) << what << " vs the CPU";
+      }
     }
   }
 }
