@@ -66,6 +66,11 @@ nlohmann::json describe_options();
 // Applies the options every call shares: threads, FFT planner, device.
 void apply_runtime_options(const nlohmann::json& options);
 
+// Where search and retrain compute: "cpu", "cuda" (throws Unsupported in a
+// build without CUDA or on a machine without a GPU), or "auto" (CUDA when
+// both are there).
+at::Device compute_device(const nlohmann::json& options);
+
 // Adapts a C progress callback (which may be NULL).
 train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data);
 

@@ -3,6 +3,7 @@
 
 #include <thread>
 
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "capi/internal.h"
@@ -195,16 +196,24 @@ json describe_options() {
   return all;
 }
 
-void apply_runtime_options(const json& options) {
+at::Device compute_device(const json& options) {
   const std::string device = options["device"].get<std::string>();
-  if (device == "cuda") {
 #if defined(DASH_WITH_CUDA)
-    throw Unsupported("device 'cuda': in this build only the Fourier mixture operator runs on the "
-                      "GPU, not yet search, retrain or infer (DASH_WITH_CUDA); use 'cpu' or 'auto'");
-#else
-    throw Unsupported("device 'cuda' needs a build with -DDASH_WITH_CUDA=ON and a GPU; use 'cpu' or 'auto'");
-#endif
+  const bool gpu = torch::cuda::is_available();
+  if (device == "cuda" && !gpu) {
+    throw Unsupported("device 'cuda': this build has CUDA but LibTorch sees no GPU; use 'cpu' or 'auto'");
   }
+  return (device == "cuda" || (device == "auto" && gpu)) ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+#else
+  if (device == "cuda") {
+    throw Unsupported("device 'cuda' needs a build with -DDASH_WITH_CUDA=ON and a GPU; use 'cpu' or 'auto'");
+  }
+  return at::Device(at::kCPU);
+#endif
+}
+
+void apply_runtime_options(const json& options) {
+  compute_device(options);  // refuses "cuda" where it cannot run, before any work
   const int threads = options["threads"].get<int>();
   torch::set_num_threads(threads > 0 ? threads
                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));

@@ -35,6 +35,17 @@ using dash::capi::guarded;
 using dash::capi::require;
 using nlohmann::json;
 
+// The prepared (normalised) data on the device search and retrain compute on.
+dash::task::Dataset on_device(dash::task::Dataset data, const at::Device& device) {
+  if (device.is_cpu()) return data;
+  for (dash::task::Split* split : {&data.train, &data.valid, &data.test}) {
+    if (split->empty()) continue;
+    split->x = split->x.to(device);
+    split->y = split->y.to(device);
+  }
+  return data;
+}
+
 json arch_json(const dash_arch& a) {
   json j = a.architecture.to_json();
   j["hyperparameters"] = a.hp.to_json();
@@ -53,7 +64,7 @@ dash_status dash_search(dash_task* task, const char* options_json, dash_progress
     const json opt = dash::capi::parse_options(options_json, dash::capi::Call::kSearch);
     dash::capi::apply_runtime_options(opt);
     const auto raw = dash::capi::task_dataset(*task, opt);
-    const auto data = dash::search::prepare(raw, nullptr);
+    const auto data = on_device(dash::search::prepare(raw, nullptr), dash::capi::compute_device(opt));
 
     dash::search::SearchOptions so;
     so.seed = opt["seed"].get<uint64_t>();
@@ -155,8 +166,8 @@ dash_status dash_retrain(dash_task* task, const dash_arch* arch, const char* opt
     const json opt = dash::capi::parse_options(options_json, dash::capi::Call::kRetrain);
     dash::capi::apply_runtime_options(opt);
     const auto raw = dash::capi::task_dataset(*task, opt);
-    dash::task::Normalizer norm;
-    const auto data = dash::search::prepare(raw, &norm);
+    dash::task::Normalizer norm;  // fitted on the CPU, where the model will infer
+    const auto data = on_device(dash::search::prepare(raw, &norm), dash::capi::compute_device(opt));
 
     dash::train::Hyperparams hp = arch->hp;
     if (!opt["lr"].is_null()) hp.lr = opt["lr"].get<double>();
@@ -178,6 +189,7 @@ dash_status dash_retrain(dash_task* task, const dash_arch* arch, const char* opt
                                        dash::capi::progress_adapter(progress, user_data));
     json report = r.report;
     if (!arch->report.empty()) report["search"] = arch->report;
+    r.model->to(at::kCPU);  // models infer, save and load on the CPU
     auto model = std::make_unique<dash_model>();
     const dash::nn::BackboneSpec bspec = r.model->spec();
     model->model = std::make_unique<dash::model::TrainedModel>(

@@ -125,7 +125,7 @@ SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
 
   nlohmann::json probs = nlohmann::json::array();
   for (const auto& conv : supernet->searchable()) {
-    at::Tensor p = conv->probabilities().detach().to(at::kDouble).contiguous();
+    at::Tensor p = conv->probabilities().detach().to(at::kDouble).cpu().contiguous();
     probs.push_back(std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel()));
   }
   outcome.report["search"] = sr.to_json();

@@ -252,6 +252,10 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
     throw std::invalid_argument(opt.stage + ": batch_fraction must be in (0, 1]");
   }
 
+  // The model trains where its data is (the CPU, or a GPU the caller moved
+  // the data to); the shuffling order is drawn on the CPU either way.
+  const at::Device device = data.train.x.device();
+  model->to(device);
   torch::manual_seed(opt.seed);
   at::Generator order_gen = at::detail::createCPUGenerator(opt.seed ^ 0x5eedULL);
 
@@ -296,7 +300,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
     for (int64_t step = 0; step < steps; ++step) {
       const int64_t start = step * opt.batch_size;
       const int64_t len = std::min(opt.batch_size, n - start);
-      at::Tensor idx = order.narrow(0, start, len);
+      at::Tensor idx = order.narrow(0, start, len).to(device);
       at::Tensor xb = data.train.x.index_select(0, idx);
       at::Tensor yb = data.train.y.index_select(0, idx);
 
