@@ -16,11 +16,14 @@ cmake --install build --prefix build/install > /dev/null
 export OMP_WAIT_POLICY=PASSIVE
 ctest --test-dir build --output-on-failure -j "$(nproc)"
 
-echo "== the C ABI tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+echo "== the whole suite under AddressSanitizer and UndefinedBehaviorSanitizer"
+# Every test again, the fuzz corpora included, in a build where any invalid
+# memory access, leak or undefined behaviour fails the run.
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDASH_SANITIZE=address,undefined \
   -DDASH_BUILD_BENCH=OFF -DDASH_CUDA_KERNELS=OFF > /dev/null
-cmake --build build-asan -j "$(nproc)" --target dashnas_capi_tests
-build-asan/tests/dashnas_capi_tests --gtest_brief=1
+cmake --build build-asan -j "$(nproc)"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$(nproc)"
 
 # Debian's toolchains (rustc 1.63, Go 1.19) first, so that a newer one on this
 # machine cannot hide an incompatibility; the library through its pkg-config file.
