@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 
@@ -30,9 +32,27 @@ struct dash_arch {
 
 struct dash_model {
   std::unique_ptr<dash::model::TrainedModel> model;
+  // Calls that use the weights share `weights`; dash_model_set_device, which
+  // moves them, holds it alone. glibc's rwlock lets a steady stream of
+  // readers starve a writer, so a writer first closes `gate`, which every
+  // reader passes before it shares the lock (see reading() and moving()).
+  mutable std::shared_mutex weights;
+  mutable std::mutex gate;
 };
 
 namespace dash::capi {
+
+// Shared use of a model's weights (infer, evaluate, save).
+inline std::shared_lock<std::shared_mutex> reading(const dash_model& m) {
+  std::lock_guard<std::mutex> gate(m.gate);
+  return std::shared_lock<std::shared_mutex>(m.weights);
+}
+
+// Exclusive use (moving the weights): waits for running readers, admits no new ones.
+inline std::unique_lock<std::shared_mutex> moving(const dash_model& m) {
+  std::lock_guard<std::mutex> gate(m.gate);
+  return std::unique_lock<std::shared_mutex>(m.weights);
+}
 
 // Valid but not available in this build (e.g. device "cuda" without CUDA).
 struct Unsupported : std::runtime_error {
@@ -70,6 +90,8 @@ void apply_runtime_options(const nlohmann::json& options);
 // build without CUDA or on a machine without a GPU), or "auto" (CUDA when
 // both are there).
 at::Device compute_device(const nlohmann::json& options);
+// The same for a device name; other names are std::invalid_argument.
+at::Device device_named(const std::string& device);
 
 // Adapts a C progress callback (which may be NULL).
 train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data);

@@ -38,6 +38,7 @@ dash_status dash_infer(dash_model* model, const float* x, int64_t n, float* out,
     require(model, "model");
     require(x, "x");
     require(out, "out");
+    const auto lock = dash::capi::reading(*model);
     const auto& m = *model->model;
     if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
     const int64_t per = m.output_size();
@@ -72,6 +73,7 @@ dash_status dash_evaluate(dash_model* model, dash_task* task, dash_split split, 
     require(task, "task");
     const dash_split s = dash::capi::checked_split(&split);
     require(report_json, "report_json");
+    const auto lock = dash::capi::reading(*model);
     const auto& m = *model->model;
     if (!same_io(m.spec(), task->spec)) {
       throw std::invalid_argument(
@@ -108,6 +110,7 @@ dash_status dash_model_save(const dash_model* model, const char* path) {
   return guarded("dash_model_save", [&] {
     require(model, "model");
     require(path, "path");
+    const auto lock = dash::capi::reading(*model);
     model->model->save(path);
   });
 }
@@ -119,6 +122,16 @@ dash_status dash_model_load(const char* path, dash_model** out) {
     auto model = std::make_unique<dash_model>();
     model->model = dash::model::TrainedModel::load(path);
     *out = model.release();
+  });
+}
+
+dash_status dash_model_set_device(dash_model* model, const char* device) {
+  return guarded("dash_model_set_device", [&] {
+    require(model, "model");
+    require(device, "device");
+    const at::Device target = dash::capi::device_named(device);
+    const auto lock = dash::capi::moving(*model);
+    model->model->to(target);
   });
 }
 

@@ -197,7 +197,13 @@ json describe_options() {
 }
 
 at::Device compute_device(const json& options) {
-  const std::string device = options["device"].get<std::string>();
+  return device_named(options["device"].get<std::string>());
+}
+
+at::Device device_named(const std::string& device) {
+  if (device != "auto" && device != "cpu" && device != "cuda") {
+    throw std::invalid_argument("device must be \"auto\", \"cpu\" or \"cuda\", got \"" + device + "\"");
+  }
 #if defined(DASH_WITH_CUDA)
   const bool gpu = torch::cuda::is_available();
   if (device == "cuda" && !gpu) {

@@ -189,7 +189,7 @@ dash_status dash_retrain(dash_task* task, const dash_arch* arch, const char* opt
                                        dash::capi::progress_adapter(progress, user_data));
     json report = r.report;
     if (!arch->report.empty()) report["search"] = arch->report;
-    r.model->to(at::kCPU);  // models infer, save and load on the CPU
+    r.model->to(at::kCPU);  // every model starts on the CPU (dash_model_set_device moves it)
     auto model = std::make_unique<dash_model>();
     const dash::nn::BackboneSpec bspec = r.model->spec();
     model->model = std::make_unique<dash::model::TrainedModel>(

@@ -51,11 +51,13 @@ run)
     -DCMAKE_INCLUDE_PATH="$deps/usr/include" -DGTest_DIR="$lib/cmake/GTest" > build-gpu.log 2>&1 ||
     { tail -40 build-gpu.log; exit 1; }
   cmake --build build-gpu -j "$(nproc)" --target dashnas_tests dashnas_bench_ops \
-    dashnas_cuda_kernel_test dashnas_cli >> build-gpu.log 2>&1 || { tail -60 build-gpu.log; exit 1; }
+    dashnas_cuda_kernel_test dashnas_cli dashnas_capi_tests >> build-gpu.log 2>&1 || { tail -60 build-gpu.log; exit 1; }
   status=0
   build-gpu/tests/dashnas_cuda_kernel_test || status=1
   build-gpu/tests/dashnas_tests --gtest_brief=1 \
     --gtest_filter='FourierMixtureCuda.*:GenericProducts.*:SpectralConv*:FourierMixture*' || status=1
+  # A trained model moved to the GPU infers as on the CPU (dash_model_set_device).
+  build-gpu/tests/dashnas_capi_tests --gtest_brief=1 --gtest_filter='TrainedModel.SetDevice*' || status=1
   build-gpu/bench/dashnas_bench_ops --device cuda --runs 10 || status=1
   build-gpu/bench/dashnas_bench_ops --device cpu --runs 3 --threads "$(nproc)" || status=1
   data=.gpudeps/fashion-mnist

@@ -381,6 +381,10 @@ func TestSearchRetrainInferSaveLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer loaded.Close()
+	asError(t, loaded.SetDevice("gpu"), dashnas.InvalidArgument)
+	if err := loaded.SetDevice("cpu"); err != nil {
+		t.Fatal(err)
+	}
 	out2, err := loaded.Infer(x, 10)
 	if err != nil {
 		t.Fatal(err)

@@ -176,6 +176,21 @@ func (m *Model) Save(path string) error {
 	return check(C.dashgo_model_save(p, s, &msg), msg)
 }
 
+// SetDevice chooses where Infer and Evaluate compute: "cpu" (where every
+// model starts), "cuda" (Unsupported without a CUDA build and a GPU) or
+// "auto". Inputs and outputs stay in host memory. It waits for running calls.
+func (m *Model) SetDevice(device string) error {
+	p, unlock, err := m.lock("Model.SetDevice", false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s := cString(device)
+	defer freeCString(s)
+	var msg *C.char
+	return check(C.dashgo_model_set_device(p, s, &msg), msg)
+}
+
 // Close frees the model, after any running Infer calls. It is safe to call
 // more than once.
 func (m *Model) Close() error {

@@ -105,6 +105,10 @@ dash_status dashgo_model_load(const char *path, dash_model **out, char **err) {
   DASHGO_CALL(dash_model_load(path, out));
 }
 
+dash_status dashgo_model_set_device(dash_model *model, const char *device, char **err) {
+  DASHGO_CALL(dash_model_set_device(model, device));
+}
+
 dash_status dashgo_options_describe(char **json_out, char **err) {
   DASHGO_CALL(dash_options_describe(json_out));
 }

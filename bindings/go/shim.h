@@ -44,6 +44,7 @@ dash_status dashgo_evaluate(dash_model *model, dash_task *task, dash_split split
 dash_status dashgo_model_info(const dash_model *model, char **json_out, char **err);
 dash_status dashgo_model_save(const dash_model *model, const char *path, char **err);
 dash_status dashgo_model_load(const char *path, dash_model **out, char **err);
+dash_status dashgo_model_set_device(dash_model *model, const char *device, char **err);
 
 dash_status dashgo_options_describe(char **json_out, char **err);
 

@@ -209,6 +209,11 @@ DASH_API dash_status dash_model_info(const dash_model *model, char **json_out);
  * Missing parent directories are created. */
 DASH_API dash_status dash_model_save(const dash_model *model, const char *path);
 DASH_API dash_status dash_model_load(const char *path, dash_model **out);
+/* Where dash_infer and dash_evaluate compute: "cpu" (where every model starts,
+ * trained or loaded), "cuda" (DASH_UNSUPPORTED without a CUDA build and a GPU)
+ * or "auto" (CUDA where it can run). Inputs and outputs stay in host memory.
+ * Waits for calls using the model on other threads to finish. */
+DASH_API dash_status dash_model_set_device(dash_model *model, const char *device);
 DASH_API void dash_model_free(dash_model *model);
 
 /* ---- Options and strings ------------------------------------------------------- */

@@ -67,6 +67,11 @@ int64_t TrainedModel::output_size() const {
   return n;
 }
 
+void TrainedModel::to(const at::Device& device) {
+  net_->to(device);
+  device_ = device;
+}
+
 at::Tensor TrainedModel::infer(const at::Tensor& x, int64_t batch) const {
   torch::NoGradGuard no_grad;
   const int64_t n = x.size(0);
@@ -80,13 +85,14 @@ at::Tensor TrainedModel::infer(const at::Tensor& x, int64_t batch) const {
     const int64_t len = std::min(batch, n - start);
     // forward() only reads the module in eval mode: no state changes, so
     // concurrent calls are safe.
-    out.narrow(0, start, len).copy_(net->forward(normalizer_.apply(x.narrow(0, start, len))));
+    const at::Tensor chunk = x.narrow(0, start, len).to(device_);
+    out.narrow(0, start, len).copy_(net->forward(normalizer_.apply(chunk)));
   }
   return out;
 }
 
 train::Evaluation TrainedModel::evaluate(const task::Split& split) const {
-  task::Split normalised{normalizer_.apply(split.x), split.y};
+  task::Split normalised{normalizer_.apply(split.x.to(device_)), split.y.to(device_)};
   nn::Backbone net = net_;  // in eval mode: evaluate() only reads it
   return train::evaluate(net, spec_, normalised, 256);
 }

@@ -30,8 +30,14 @@ class TrainedModel {
   // Values per sample of infer(): num_outputs, times the spatial size for dense tasks.
   int64_t output_size() const;
 
+  // Where infer() and evaluate() compute (the CPU after loading). to() moves
+  // the weights; it must not run while another thread uses the model.
+  at::Device device() const { return device_; }
+  void to(const at::Device& device);
+
   // x: raw float32 [n, input_shape...] (not normalised). Returns float32
-  // [n, num_outputs] or, dense, [n, num_outputs, spatial...]. Runs in
+  // [n, num_outputs] or, dense, [n, num_outputs, spatial...], on the CPU
+  // wherever x and the model are. Runs in
   // evaluation mode without gradients, in chunks of `batch` samples. Safe to
   // call from several threads at once: it changes nothing in the model.
   at::Tensor infer(const at::Tensor& x, int64_t batch = 256) const;
@@ -59,6 +65,7 @@ class TrainedModel {
   task::Normalizer normalizer_;
   nlohmann::json report_;
   nn::Backbone net_;
+  at::Device device_ = at::kCPU;
 };
 
 }  // namespace dash::model

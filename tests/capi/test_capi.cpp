@@ -459,6 +459,70 @@ TEST_F(TrainedModel, InferFromEightThreadsMatchesOneThread) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
+// Equal up to the rounding of another device's kernels.
+bool close_outputs(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!(std::fabs(a[i] - b[i]) <= 1e-4f + 1e-4f * std::fabs(b[i]))) return false;
+  }
+  return true;
+}
+
+TEST_F(TrainedModel, SetDeviceChecksTheNameAndKeepsTheOutputs) {
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  make_clips(16, 5, &x, &y);
+  const auto expected = infer(model_, x, 16);
+  EXPECT_STATUS(dash_model_set_device(model_, "gpu"), DASH_INVALID_ARGUMENT,
+                "device must be \"auto\", \"cpu\" or \"cuda\", got \"gpu\"");
+  EXPECT_STATUS(dash_model_set_device(model_, nullptr), DASH_INVALID_ARGUMENT, "device is NULL");
+  EXPECT_STATUS(dash_model_set_device(nullptr, "cpu"), DASH_INVALID_ARGUMENT, "model is NULL");
+  ASSERT_OK(dash_model_set_device(model_, "cpu"));
+  EXPECT_EQ(infer(model_, x, 16), expected);
+  // "cuda" runs where the build and the machine have it, and is refused with
+  // the reason elsewhere; either way the model keeps working.
+  const dash_status cuda = dash_model_set_device(model_, "cuda");
+  if (cuda == DASH_OK) {
+    EXPECT_TRUE(close_outputs(infer(model_, x, 16), expected));
+  } else {
+    EXPECT_EQ(cuda, DASH_UNSUPPORTED);
+    EXPECT_NE(std::string(dash_last_error()).find("device 'cuda'"), std::string::npos)
+        << dash_last_error();
+  }
+  ASSERT_OK(dash_model_set_device(model_, "auto"));
+  ASSERT_OK(dash_model_set_device(model_, "cpu"));
+  EXPECT_EQ(infer(model_, x, 16), expected);
+}
+
+TEST_F(TrainedModel, SetDeviceWaitsForInferOnOtherThreads) {
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  make_clips(32, 7, &x, &y);
+  const auto expected = infer(model_, x, 32);
+  std::atomic<int> bad{0};
+  std::atomic<bool> done{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      while (!done) {
+        std::vector<float> out(expected.size());
+        // "auto" may move the model to a GPU, whose results differ in the last bits.
+        if (dash_infer(model_, x.data(), 32, out.data(), static_cast<int64_t>(out.size())) != DASH_OK ||
+            !close_outputs(out, expected)) {
+          ++bad;
+        }
+      }
+    });
+  }
+  for (int rep = 0; rep < 20; ++rep) {
+    if (dash_model_set_device(model_, rep % 2 ? "auto" : "cpu") != DASH_OK) ++bad;
+  }
+  done = true;
+  for (auto& t : threads) t.join();
+  ASSERT_OK(dash_model_set_device(model_, "cpu"));
+  EXPECT_EQ(bad.load(), 0);
+}
+
 TEST(CApi, FreeFunctionsAcceptNull) {
   dash_task_free(nullptr);
   dash_arch_free(nullptr);

@@ -129,6 +129,7 @@ extern "C" {
     pub fn dash_model_info(model: *const dash_model, json_out: *mut *mut c_char) -> dash_status;
     pub fn dash_model_save(model: *const dash_model, path: *const c_char) -> dash_status;
     pub fn dash_model_load(path: *const c_char, out: *mut *mut dash_model) -> dash_status;
+    pub fn dash_model_set_device(model: *mut dash_model, device: *const c_char) -> dash_status;
     pub fn dash_model_free(model: *mut dash_model);
 
     pub fn dash_options_describe(json_out: *mut *mut c_char) -> dash_status;

@@ -764,6 +764,15 @@ impl Model {
         check(unsafe { ffi::dash_model_save(self.raw, path.as_ptr()) })
     }
 
+    /// Where `infer` and `evaluate` compute: "cpu" (where every model
+    /// starts), "cuda" (`Status::Unsupported` without a CUDA build and a GPU)
+    /// or "auto". Inputs and outputs stay in host memory.
+    pub fn set_device(&self, device: &str) -> Result<()> {
+        let device = c_string(device, "device")?;
+        let _guard = self.exclusive();
+        check(unsafe { ffi::dash_model_set_device(self.raw, device.as_ptr()) })
+    }
+
     /// Floats one input sample holds (prod(input_shape)).
     pub fn input_size(&self) -> usize {
         self.input_size

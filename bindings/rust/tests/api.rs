@@ -426,6 +426,9 @@ fn search_retrain_infer_save_load_and_threads() {
     let err = model.save(path.join("m.dash")).unwrap_err();
     assert_eq!(err.status(), Status::IoError, "{}", err);
     let loaded = Model::load(&path).expect("load");
+    let err = loaded.set_device("gpu").unwrap_err();
+    assert_eq!(err.status(), Status::InvalidArgument, "{}", err);
+    loaded.set_device("cpu").expect("set_device cpu");
     std::fs::remove_file(&path).ok();
     assert_eq!(
         loaded.infer(&x, 32).unwrap(),
