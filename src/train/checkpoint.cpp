@@ -3,6 +3,7 @@
 #include "util/errors.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +33,29 @@ std::string parent_dir(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
+// Removes "<path>.tmp.<pid>" files whose writer no longer runs: a process
+// killed between writing and renaming leaves one behind. Best effort: a file
+// that cannot be inspected or removed stays, and a live writer's is kept.
+void remove_stale_temporaries(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.";
+  std::error_code ec;
+  try {
+    for (const auto& entry : std::filesystem::directory_iterator(parent_dir(path), ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+      const std::string digits = name.substr(prefix.size());
+      if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+      const pid_t pid = static_cast<pid_t>(std::stol(digits));
+      if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) {
+        std::filesystem::remove(entry.path(), ec);
+      }
+    }
+  } catch (const std::filesystem::filesystem_error&) {
+    // the directory changed or became unreadable while listed: leave the rest
+  }
+}
+
 }  // namespace
 
 bool file_exists(const std::string& path) {
@@ -45,6 +69,7 @@ void write_atomically(const std::string& path,
   std::error_code ec;
   std::filesystem::create_directories(parent_dir(path), ec);
   if (ec) throw IoError("cannot create the directory of " + path + ": " + ec.message());
+  remove_stale_temporaries(path);
   try {
     write(tmp);
     fsync_path(tmp, false);

@@ -11,6 +11,8 @@ namespace dash::train {
 // Calls write(tmp_path) to produce the file, fsyncs it, renames it to `path`
 // and fsyncs the directory. On any failure the temporary file is removed, the
 // previous file at `path` is untouched, and std::runtime_error says why.
+// Temporaries of `path` left by processes that no longer run (killed
+// mid-write) are removed first.
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
 
 // write_atomically with `bytes` as the file's content; every write error (a

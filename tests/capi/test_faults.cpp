@@ -159,6 +159,8 @@ TEST(Fault, KilledInsideACheckpointWriteResumesToTheSameModel) {
   ASSERT_OK(dash_retrain(task, arch, checkpointed_options(dir, 3, true).c_str(), record_first_epoch,
                          &first_epoch, &resumed));
   EXPECT_EQ(first_epoch, 2) << "the resumed run did not continue after the first checkpoint";
+  // The resumed run's own checkpoint writes removed the killed one's temporary.
+  for (const auto& name : files_in(dir)) EXPECT_EQ(name.find(".tmp."), std::string::npos) << name;
   // The same three epochs without interruption give the same weights.
   dash_model* straight = nullptr;
   ASSERT_OK(dash_retrain(task, arch, checkpointed_options(scratch("straight"), 3, false).c_str(),
