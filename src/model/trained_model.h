@@ -30,9 +30,8 @@ class TrainedModel {
   // Values per sample of infer(): num_outputs, times the spatial size for dense tasks.
   int64_t output_size() const;
 
-  // Where infer() and evaluate() compute (the CPU after loading). to() moves
-  // the weights; it must not run while another thread uses the model.
-  at::Device device() const { return device_; }
+  // Moves the weights to where infer() and evaluate() compute (the CPU after
+  // loading); must not run while another thread uses the model.
   void to(const at::Device& device);
 
   // x: raw float32 [n, input_shape...] (not normalised). Returns float32

@@ -37,8 +37,7 @@ std::string parent_dir(const std::string& path) {
 // killed between writing and renaming leaves one behind. Best effort: a file
 // that cannot be inspected or removed stays, and a live writer's is kept.
 void remove_stale_temporaries(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.";
+  const std::string prefix = std::filesystem::path(path).filename().string() + ".tmp.";
   std::error_code ec;
   try {
     for (const auto& entry : std::filesystem::directory_iterator(parent_dir(path), ec)) {
