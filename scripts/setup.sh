@@ -16,7 +16,8 @@ packages=(
   libfftw3-dev            # FFTW: the CPU transforms (float and double, OpenMP)
   libopenblas0-openmp     # LibTorch's BLAS calls; Debian's default BLAS is the slow reference one
   nlohmann-json3-dev      # JSON options and metadata
-  libboost-dev libboost-program-options-dev libboost-iostreams-dev zlib1g-dev
+  libboost-dev libboost-iostreams-dev zlib1g-dev   # CRC-32 and gzip'd IDX files
+  ocl-icd-opencl-dev      # only because Debian's dnnl-config.cmake asks for OpenCL
   libgtest-dev            # tests
   dataset-fashion-mnist   # the default real data set (and a test reads its files)
   cargo rustc             # the Rust binding, with Debian's rustc 1.63
