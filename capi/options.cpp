@@ -34,7 +34,9 @@ const std::vector<OptionDef>& table() {
        "where to compute; auto picks CUDA when built with it and a GPU is present"},
       {"time_budget_s", "number", 0.0, 0.0, kBoth, {},
        "wall-clock budget of the call in seconds (0: none); the call stops cleanly at it"},
-      {"epochs", "int", 4, 10, kBoth, {}, "epochs of the search, or of the retrain"},
+      {"epochs", "int", 0, 0, kBoth, {},
+       "epochs at most (search: the stopping rule usually ends it sooner); 0: as many as "
+       "time_budget_s allows (search 4, retrain 10 without a budget)"},
       {"batch_size", "int", 64, 64, kBoth, {}, "samples per training step"},
       {"batch_fraction", "number", 1.0, 1.0, kBoth, {},
        "share of the shuffled train batches used per epoch, in (0, 1]"},
@@ -47,27 +49,51 @@ const std::vector<OptionDef>& table() {
        "candidate kernel sizes (odd); empty: DASH's default for the task"},
       {"dilations", "int_list", json::array(), nullptr, kSearchOnly, {},
        "candidate dilations; empty: DASH's default"},
-      {"lr", "number", 0.1, nullptr, kBoth, {},
-       "learning rate: of the search's weights; in retrain, overrides the architecture's"},
+      {"lr", "number", nullptr, nullptr, kBoth, {},
+       "learning rate: of the search's weights (default 0.1, 0.01 for dense tasks); in "
+       "retrain, overrides the architecture's"},
       {"momentum", "number", nullptr, nullptr, kRetrainOnly, {},
        "overrides the architecture's momentum"},
       {"weight_decay", "number", nullptr, nullptr, kRetrainOnly, {},
        "overrides the architecture's weight decay"},
       {"dropout", "number", nullptr, nullptr, kRetrainOnly, {},
        "overrides the architecture's dropout"},
-      {"arch_lr", "number", 0.05, nullptr, kSearchOnly, {}, "learning rate of the architecture logits"},
-      {"grad_scale", "number", 1.0, nullptr, kSearchOnly, {},
-       "architecture gradients are rescaled to norm 1/grad_scale per layer"},
-      {"field_penalty", "number", 0.05, nullptr, kSearchOnly, {},
-       "push towards small receptive fields, added to the logits' gradient"},
+      {"arch_search", "bool", true, nullptr, kSearchOnly, {},
+       "false: no search, the plain backbone (k=3, d=1) with the same hyperparameter grid"},
+      {"arch_lr", "number", nullptr, nullptr, kSearchOnly, {},
+       "learning rate of the architecture logits (default 0.05, 0.005 for dense tasks)"},
+      {"field_penalty", "number", 0.5, nullptr, kSearchOnly, {},
+       "push towards small receptive fields, in units of a typical data-gradient entry"},
+      {"cost_weight", "number", 1.0, nullptr, kSearchOnly, {},
+       "push towards cheap candidates: weight of a candidate's extra step time over the "
+       "backbone's step"},
+      {"max_cost_ratio", "number", 1.5, nullptr, kSearchOnly, {},
+       "the chosen network's estimated step may cost at most this many backbone steps "
+       "(0: no limit)"},
+      {"cost_model", "string", "measured", nullptr, kSearchOnly, {"measured", "macs"},
+       "measured: time every candidate here once per task; macs: count multiply-accumulates "
+       "(machine-blind, bit-reproducible)"},
+      {"warmup_steps", "int", 20, nullptr, kSearchOnly, {},
+       "search steps that train only the weights before the architecture logits move"},
+      {"patience", "int", 20, nullptr, kSearchOnly, {},
+       "a layer is frozen at its choice once it held for this many steps (with margin)"},
+      {"margin", "number", 0.05, nullptr, kSearchOnly, {},
+       "probability lead over the runner-up a layer needs to be frozen"},
+      {"prune_below", "number", 0.02, nullptr, kSearchOnly, {},
+       "candidates whose probability falls below this leave the mixture"},
+      {"guard", "bool", true, nullptr, kSearchOnly, {},
+       "keep the searched network only if it validates better than the plain backbone "
+       "after the same training time"},
       {"temperature", "number", 1.0, nullptr, kSearchOnly, {}, "Gumbel-softmax temperature"},
       {"hpo", "bool", true, nullptr, kSearchOnly, {},
        "tune lr (and, with hpo_grid dash, dropout, weight decay, momentum) after the search"},
       {"hpo_grid", "string", "small", nullptr, kSearchOnly, {"small", "dash"},
        "small: lr {0.1, 0.03, 0.01}; dash: DASH's 24-point grid with its early stop"},
-      {"hpo_epochs", "int", 1, nullptr, kSearchOnly, {}, "epochs per grid point"},
-      {"hpo_share", "number", 0.27, nullptr, kSearchOnly, {},
-       "share of time_budget_s given to the grid"},
+      {"hpo_epochs", "int", 0, nullptr, kSearchOnly, {},
+       "epochs per grid point; 0: each point trains hpo_share x time_budget_s / (points + 1) "
+       "seconds (1 epoch without a budget)"},
+      {"hpo_share", "number", 0.4, nullptr, kSearchOnly, {},
+       "share of time_budget_s given to the guard and the grid"},
       {"fft_planner", "string", "estimate", "estimate", kBoth, {"estimate", "measure", "patient"},
        "FFTW planning: estimate is bit-reproducible; measure makes steps ~2x faster after "
        "tens of seconds of planning"},
@@ -155,7 +181,7 @@ json parse_options(const char* options_json, Call call) {
   at_least("seed", 0);
   at_least("threads", 0);
   at_least("time_budget_s", 0);
-  at_least("epochs", 1);
+  at_least("epochs", 0);
   at_least("batch_size", 1);
   at_least("max_train", 0);
   at_least("width", 1);
@@ -169,7 +195,20 @@ json parse_options(const char* options_json, Call call) {
     if (out["kernel_sizes"].empty() != out["dilations"].empty()) {
       throw std::invalid_argument("give both 'kernel_sizes' and 'dilations', or neither");
     }
-    at_least("hpo_epochs", 1);
+    at_least("hpo_epochs", 0);
+    at_least("warmup_steps", 0);
+    at_least("patience", 1);
+    at_least("field_penalty", 0);
+    at_least("cost_weight", 0);
+    at_least("max_cost_ratio", 0);
+    const double mcr = out["max_cost_ratio"].get<double>();
+    if (mcr > 0 && mcr < 1) {
+      throw std::invalid_argument("option 'max_cost_ratio' must be 0 (no limit) or >= 1: the plain "
+                                  "backbone itself costs 1");
+    }
+    const double margin = out["margin"].get<double>(), prune = out["prune_below"].get<double>();
+    if (!(margin >= 0 && margin < 1)) throw std::invalid_argument("option 'margin' must be in [0, 1)");
+    if (!(prune >= 0 && prune < 1)) throw std::invalid_argument("option 'prune_below' must be in [0, 1)");
   }
   if (out["resume"].get<bool>() && out["checkpoint_dir"].get<std::string>().empty()) {
     throw std::invalid_argument("option 'resume' needs 'checkpoint_dir'");

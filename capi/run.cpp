@@ -68,6 +68,7 @@ dash_status dash_search(dash_task* task, const char* options_json, dash_progress
 
     dash::search::SearchOptions so;
     so.seed = opt["seed"].get<uint64_t>();
+    so.arch_search = opt["arch_search"].get<bool>();
     so.space.kernel_sizes = opt["kernel_sizes"].get<std::vector<int64_t>>();
     so.space.dilations = opt["dilations"].get<std::vector<int64_t>>();
     so.depth = opt["depth"].get<int>();
@@ -75,19 +76,25 @@ dash_status dash_search(dash_task* task, const char* options_json, dash_progress
     so.batch_size = opt["batch_size"].get<int64_t>();
     so.epochs = opt["epochs"].get<int64_t>();
     so.batch_fraction = opt["batch_fraction"].get<double>();
-    so.hp.lr = opt["lr"].get<double>();
-    so.arch.lr = opt["arch_lr"].get<double>();
-    so.arch.grad_scale = opt["grad_scale"].get<double>();
-    so.arch.field_penalty = opt["field_penalty"].get<double>();
+    if (!opt["lr"].is_null()) so.lr = opt["lr"].get<double>();
+    if (!opt["arch_lr"].is_null()) so.arch.lr = opt["arch_lr"].get<double>();
     so.arch.temperature = opt["temperature"].get<double>();
+    so.field_penalty = opt["field_penalty"].get<double>();
+    so.cost_weight = opt["cost_weight"].get<double>();
+    so.max_cost_ratio = opt["max_cost_ratio"].get<double>();
+    so.cost_model = opt["cost_model"].get<std::string>() == "macs" ? dash::search::CostModelKind::kMacs
+                                                                  : dash::search::CostModelKind::kMeasured;
+    so.warmup_steps = opt["warmup_steps"].get<int64_t>();
+    so.patience = opt["patience"].get<int64_t>();
+    so.margin = opt["margin"].get<double>();
+    so.prune_below = opt["prune_below"].get<double>();
+    so.guard = opt["guard"].get<bool>();
     so.hpo = opt["hpo"].get<bool>();
     so.grid = opt["hpo_grid"].get<std::string>() == "dash" ? dash::search::dash_grid()
                                                            : dash::search::small_grid();
     so.hpo_epochs = opt["hpo_epochs"].get<int64_t>();
-    const double budget = opt["time_budget_s"].get<double>();
-    const double hpo_share = so.hpo ? opt["hpo_share"].get<double>() : 0.0;
-    so.time_budget_s = budget * (1 - hpo_share);
-    so.hpo_time_budget_s = budget * hpo_share;
+    so.time_budget_s = opt["time_budget_s"].get<double>();
+    so.hpo_share = opt["hpo_share"].get<double>();
     so.checkpoint_dir = opt["checkpoint_dir"].get<std::string>();
     so.resume = opt["resume"].get<bool>();
 

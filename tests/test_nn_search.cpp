@@ -51,6 +51,44 @@ TEST(SearchableConv, MixtureInEvalModeIsTheSoftmaxWeightedSumOfCandidates) {
   }
 }
 
+TEST(SearchableConv, PrunedCandidatesLeaveTheMixtureAndFrozenLayersComputeOneCandidate) {
+  torch::manual_seed(3);
+  // Wide candidates (d = 7) are pruned, so the mix is framed at 5 taps, not 15.
+  CandidateSpace space{{3, 5}, {1, 7}};
+  ConvShape shape{2, 4, 4, 1, true};
+  SearchableConv conv(shape, space, /*separable=*/true);
+  conv->eval();
+  torch::NoGradGuard no_grad;
+  conv->alpha().normal_();
+  std::vector<at::Tensor> w;
+  for (int64_t j = 0; j < space.size(); ++j) {
+    w.push_back(conv->named_parameters()["candidate_" + std::to_string(j)]);
+  }
+  const at::Tensor bias = conv->named_parameters()["bias"].view({1, -1, 1, 1});
+  at::Tensor x = torch::randn({2, 4, 12, 10});
+  EXPECT_EQ(conv->active_field(), 29);
+  conv->prune(1);  // (3, 7)
+  conv->prune(3);  // (5, 7)
+  EXPECT_EQ(conv->active_count(), 2);
+  EXPECT_EQ(conv->active_field(), 5);
+  // The reference: the softmax over the two left, the others at 0.
+  at::Tensor kept = torch::softmax(conv->alpha().index({torch::tensor({0, 2})}), 0);
+  at::Tensor probs = torch::zeros({4});
+  probs[0] = kept[0];
+  probs[2] = kept[1];
+  EXPECT_LT(rel_err(conv->probabilities(), probs), 1e-6);
+  at::Tensor y_ref = dash::reference::naive_mixture(x, w, probs, space, 1, 4) + bias;
+  EXPECT_LT(rel_err(conv->forward(x), y_ref), 2e-5);
+  EXPECT_NE(conv->choice_index() % 2, 1);  // never a pruned candidate
+  // Frozen at (5, 1): exactly that depthwise convolution.
+  conv->freeze(2);
+  EXPECT_TRUE(conv->frozen());
+  EXPECT_EQ(conv->choice(), (LayerChoice{5, 1}));
+  EXPECT_EQ(conv->probabilities()[2].item<double>(), 1.0);
+  at::Tensor y_frozen = dash::reference::direct_conv(x, w[2], conv->named_parameters()["bias"], 1, 1, 4);
+  EXPECT_LT(rel_err(conv->forward(x), y_frozen), 1e-5);
+}
+
 TEST(SearchableConv, FixedIsADilatedSameConvolution) {
   torch::manual_seed(2);
   SearchableConv conv(ConvShape{1, 3, 5, 1, true}, LayerChoice{7, 3});
@@ -213,6 +251,8 @@ TEST(Training, SameSeedSameArchitectureAndMetrics) {
   so.epochs = 2;
   so.batch_size = 32;
   so.hpo = false;
+  so.warmup_steps = 2;
+  so.cost_model = dash::search::CostModelKind::kMacs;
   so.seed = 11;
   auto a = dash::search::run_search(spec, data, so, nullptr);
   auto b = dash::search::run_search(spec, data, so, nullptr);
@@ -235,6 +275,9 @@ TEST(Training, SearchMovesTheArchitectureLogits) {
   so.epochs = 2;
   so.batch_size = 32;
   so.hpo = false;
+  so.guard = false;
+  so.warmup_steps = 2;
+  so.cost_model = dash::search::CostModelKind::kMacs;
   auto out = dash::search::run_search(spec, data, so, nullptr);
   // 9 layers, 4 candidates each; the logits start within ~1e-3 of uniform.
   double spread = 0;
@@ -243,6 +286,64 @@ TEST(Training, SearchMovesTheArchitectureLogits) {
     spread = std::max(spread, *std::max_element(p.begin(), p.end()) - *std::min_element(p.begin(), p.end()));
   }
   EXPECT_GT(spread, 0.01);
+}
+
+TEST(Training, WarmupKeepsTheLogitsAndTheStoppingRuleEndsTheSearch) {
+  const auto spec = binary_1d_spec();
+  const auto data = far_apart_task(256, 9);
+  dash::search::SearchOptions so;
+  so.space = {{3, 7}, {1, 4}};
+  so.epochs = 20;  // 160 steps at most
+  so.batch_size = 32;
+  so.hpo = false;
+  so.guard = false;
+  so.cost_model = dash::search::CostModelKind::kMacs;
+  // Only weight steps: the logits stay where they started, and the plain
+  // backbone is kept rather than their random argmax.
+  so.warmup_steps = 1000;
+  so.epochs = 2;
+  auto idle = dash::search::run_search(spec, data, so, nullptr);
+  EXPECT_LT(idle.report["search"]["probabilities"][0][0].get<double>() - 0.25, 1e-2);
+  EXPECT_TRUE(idle.report["search"].contains("undecided"));
+  EXPECT_EQ(idle.architecture.layers, Architecture::plain("resnet1d-1", 9).layers);
+  // With the rule on, every layer freezes and the search ends before its epochs.
+  so.warmup_steps = 4;
+  so.patience = 5;
+  so.margin = 0.05;
+  so.epochs = 20;
+  auto out = dash::search::run_search(spec, data, so, nullptr);
+  EXPECT_TRUE(out.report["search"]["stopped_early"].get<bool>());
+  EXPECT_LT(out.report["search"]["steps_done"].get<int64_t>(), 160);
+  for (const auto& at : out.report["search"]["frozen_at_step"]) EXPECT_GT(at.get<int64_t>(), 4);
+  // A frozen layer's probabilities are one-hot at its choice.
+  const auto& p0 = out.report["search"]["probabilities"][0];
+  double top = 0;
+  for (const auto& v : p0) top = std::max(top, v.get<double>());
+  EXPECT_EQ(top, 1.0);
+}
+
+TEST(Training, TheChosenNetworkRespectsTheCostLimit) {
+  const auto spec = binary_1d_spec();
+  const auto data = far_apart_task(256, 10);
+  dash::search::SearchOptions so;
+  so.space = {{3, 7, 11}, {1, 4}};
+  so.epochs = 3;
+  so.batch_size = 32;
+  so.hpo = false;
+  so.guard = false;
+  so.warmup_steps = 2;
+  so.cost_model = dash::search::CostModelKind::kMacs;
+  so.cost_weight = 0;  // let the data alone pick, then limit the cost
+  so.field_penalty = 0;
+  so.max_cost_ratio = 1.2;
+  auto out = dash::search::run_search(spec, data, so, nullptr);
+  const auto& limit = out.report["cost_limit"];
+  EXPECT_LE(limit["ratio_after"].get<double>(), 1.2 + 1e-9);
+  // Reported sizes: the searched network's MACs are those the limit allowed.
+  const double searched = out.report["networks"]["searched"]["macs_per_sample"].get<double>();
+  const double plain = out.report["networks"]["backbone"]["macs_per_sample"].get<double>();
+  EXPECT_LE(searched, 1.2 * plain * (1 + 1e-9));
+  EXPECT_GT(out.report["networks"]["backbone"]["params"].get<int64_t>(), 0);
 }
 
 TEST(Training, ResumeFromACheckpointEqualsAnUninterruptedRun) {

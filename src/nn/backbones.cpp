@@ -196,6 +196,27 @@ Architecture BackboneImpl::architecture() const {
   return a;
 }
 
+double BackboneImpl::macs_per_sample() const {
+  double macs = 0;
+  for (const auto& conv : searchable_) macs += conv->macs();
+  // 1x1 shortcuts run at their block's output size: that of the block's last conv.
+  for (const auto& b : blocks_) {
+    if (b.shortcut.is_empty()) continue;
+    const SearchableConv& last = b.conv3 ? b.conv3 : b.conv2;
+    double positions = 1;
+    for (int64_t n : last->last_input_spatial()) {
+      positions *= static_cast<double>((n + last->shape().stride - 1) / last->shape().stride);
+    }
+    macs += positions * static_cast<double>(b.conv1->shape().in * last->shape().out);
+  }
+  const SearchableConv& top = blocks_.back().conv3 ? blocks_.back().conv3 : blocks_.back().conv2;
+  double positions = 1;
+  if (spec_.dense) {
+    for (int64_t n : top->last_input_spatial()) positions *= static_cast<double>(n);
+  }
+  return macs + positions * static_cast<double>(top->shape().out * spec_.num_outputs);
+}
+
 std::vector<at::Tensor> BackboneImpl::arch_parameters() {
   std::vector<at::Tensor> out;
   for (auto& conv : searchable_) {

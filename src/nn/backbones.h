@@ -63,6 +63,9 @@ class BackboneImpl : public torch::nn::Module {
   // Architecture logits, and every other parameter.
   std::vector<at::Tensor> arch_parameters();
   std::vector<at::Tensor> weight_parameters();
+  // Multiply-accumulates per sample of every convolution and the head, at
+  // the sizes of the last forward (run one first).
+  double macs_per_sample() const;
 
  private:
   at::Tensor forward_wrn(const at::Tensor& x);

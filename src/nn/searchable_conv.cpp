@@ -1,6 +1,7 @@
 #include "nn/searchable_conv.h"
 
 #include <cmath>
+#include <limits>
 
 #include "ops/spectral_conv.h"
 
@@ -39,6 +40,43 @@ bool use_spectral(int dims, int64_t cropped_taps, int64_t dilation) {
   return cropped_taps >= 7 && (dims == 2 || dilation == 1);
 }
 
+int64_t cropped_taps(int64_t k, int64_t d, int64_t n) {
+  return 2 * std::min((k - 1) / 2, (n - 1) / d) + 1;
+}
+
+double conv_macs(const ConvShape& shape, const std::vector<int64_t>& spatial, int64_t k, int64_t d,
+                 int64_t groups) {
+  double macs = static_cast<double>(shape.out) * static_cast<double>(shape.in / groups);
+  for (int64_t n : spatial) {
+    macs *= static_cast<double>((n + shape.stride - 1) / shape.stride) *
+            static_cast<double>(cropped_taps(k, d, n));
+  }
+  return macs;
+}
+
+at::Tensor fixed_conv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias_t,
+                      int64_t dilation, int64_t stride, int64_t groups) {
+  const int dims = static_cast<int>(x.dim()) - 2;
+  const int64_t full_half = (weight.size(2) - 1) / 2;
+  // Per axis, keep only the taps that can touch the input (exact).
+  at::Tensor w = weight;
+  std::vector<int64_t> pad;
+  int64_t taps = 1;
+  for (int a = 0; a < dims; ++a) {
+    const int64_t half = (cropped_taps(weight.size(2 + a), dilation, x.size(2 + a)) - 1) / 2;
+    if (half < full_half) w = w.narrow(2 + a, full_half - half, 2 * half + 1);
+    pad.push_back(dilation * half);
+    taps = std::max(taps, 2 * half + 1);
+  }
+  const c10::optional<at::Tensor> bias =
+      bias_t.defined() ? c10::optional<at::Tensor>(bias_t) : c10::nullopt;
+  if (use_spectral(dims, taps, dilation)) {
+    return ops::spectral_conv(x, dilate_kernel(w, dilation), bias, {stride}, groups);
+  }
+  if (dims == 1) return at::conv1d(x, w, bias_t, {stride}, pad, {dilation}, groups);
+  return at::conv2d(x, w, bias_t, {stride, stride}, pad, {dilation, dilation}, groups);
+}
+
 at::Tensor dilate_kernel(const at::Tensor& w, int64_t d) {
   TORCH_CHECK(d >= 1, "dilate_kernel: dilation must be >= 1, got ", d);
   if (d == 1) return w;
@@ -70,6 +108,8 @@ SearchableConvImpl::SearchableConvImpl(const ConvShape& shape, const ops::Candid
   }
   // DASH: alpha ~ 1e-3 N(0, 1), close to uniform but not tied.
   alpha_ = register_parameter("alpha", torch::randn({space_.size()}) * 1e-3);
+  active_ = register_buffer("active", torch::ones({space_.size()}, torch::kBool));
+  frozen_ = register_buffer("frozen", torch::full({}, -1, torch::kLong));
   if (shape.bias) {
     bias_ = register_parameter("bias", conv_bias(shape.out, in_per_group * 9));
   }
@@ -89,52 +129,85 @@ SearchableConvImpl::SearchableConvImpl(const ConvShape& shape, const LayerChoice
   }
 }
 
+double SearchableConvImpl::macs() const {
+  const LayerChoice c = choice();
+  return conv_macs(shape_, last_spatial_, c.kernel_size, c.dilation, mixture_ ? groups_ : 1);
+}
+
+at::Tensor SearchableConvImpl::masked_logits() const {
+  return alpha_.masked_fill(active_.logical_not(), -std::numeric_limits<double>::infinity());
+}
+
 at::Tensor SearchableConvImpl::probabilities() const {
   TORCH_CHECK(mixture_, "SearchableConv: a FIXED layer has no mixture probabilities");
-  return torch::softmax(alpha_, 0);
+  if (frozen()) {
+    return torch::zeros_like(alpha_).index_fill_(0, frozen_.reshape({1}), 1.0).detach();
+  }
+  return torch::softmax(masked_logits(), 0);
+}
+
+int64_t SearchableConvImpl::choice_index() const {
+  TORCH_CHECK(mixture_, "SearchableConv: a FIXED layer has no candidates");
+  if (frozen()) return frozen_.item<int64_t>();
+  return masked_logits().argmax().item<int64_t>();
 }
 
 LayerChoice SearchableConvImpl::choice() const {
   if (!mixture_) return fixed_;
-  const int64_t j = alpha_.argmax().item<int64_t>();
+  const int64_t j = choice_index();
   return LayerChoice{space_.kernel_size(j), space_.dilation(j)};
 }
 
+void SearchableConvImpl::freeze(int64_t j) {
+  TORCH_CHECK(mixture_, "SearchableConv: only a MIXTURE layer can be frozen");
+  TORCH_CHECK(j >= 0 && j < space_.size() && active(j), "SearchableConv: cannot freeze candidate ",
+              j, " (inactive or out of range)");
+  frozen_.fill_(j);
+  alpha_.set_requires_grad(false);
+}
+
+bool SearchableConvImpl::frozen() const { return mixture_ && frozen_.item<int64_t>() >= 0; }
+
+void SearchableConvImpl::prune(int64_t j) {
+  TORCH_CHECK(mixture_ && !frozen(), "SearchableConv: only an unfrozen MIXTURE layer can be pruned");
+  TORCH_CHECK(j >= 0 && j < space_.size(), "SearchableConv: candidate ", j, " out of range");
+  TORCH_CHECK(active_count() > 1 || !active(j), "SearchableConv: cannot prune the last candidate");
+  active_[j] = false;
+}
+
+bool SearchableConvImpl::active(int64_t j) const { return active_[j].item<bool>(); }
+
+int64_t SearchableConvImpl::active_count() const { return active_.sum().item<int64_t>(); }
+
+int64_t SearchableConvImpl::active_field() const {
+  int64_t field = 1;
+  for (int64_t j = 0; j < space_.size(); ++j) {
+    if (active(j)) field = std::max(field, space_.dilation(j) * (space_.kernel_size(j) - 1) + 1);
+  }
+  return field;
+}
+
 at::Tensor SearchableConvImpl::forward(const at::Tensor& x) {
-  if (mixture_) {
-    // Training samples the mixture with Gumbel noise (DASH); evaluation uses
-    // the noiseless probabilities so that scores are deterministic.
-    at::Tensor probs =
-        is_training()
-            ? torch::nn::functional::gumbel_softmax(
-                  torch::log_softmax(alpha_, 0),
-                  torch::nn::functional::GumbelSoftmaxFuncOptions().tau(tau_).dim(0))
-            : torch::softmax(alpha_, 0);
-    return ops::fourier_mixture(x, candidates_, probs, space_,
-                                bias_.defined() ? c10::optional<at::Tensor>(bias_) : c10::nullopt,
-                                {shape_.stride}, groups_);
+  last_spatial_.assign(x.sizes().begin() + 2, x.sizes().end());
+  if (!mixture_) return fixed_conv(x, weight_, bias_, fixed_.dilation, shape_.stride, 1);
+  if (frozen()) {
+    const int64_t j = frozen_.item<int64_t>();
+    return fixed_conv(x, candidates_[static_cast<size_t>(j)], bias_, space_.dilation(j),
+                      shape_.stride, groups_);
   }
-  // Per axis, keep only the taps that can touch the input (exact).
-  const int64_t full_half = (fixed_.kernel_size - 1) / 2;
-  at::Tensor w = weight_;
-  std::vector<int64_t> pad;
-  int64_t taps = 1;
-  for (int a = 0; a < shape_.dims; ++a) {
-    const int64_t half = std::min(full_half, (x.size(2 + a) - 1) / fixed_.dilation);
-    if (half < full_half) w = w.narrow(2 + a, full_half - half, 2 * half + 1);
-    pad.push_back(fixed_.dilation * half);
-    taps = std::max(taps, 2 * half + 1);
-  }
-  const c10::optional<at::Tensor> bias =
-      bias_.defined() ? c10::optional<at::Tensor>(bias_) : c10::nullopt;
-  if (use_spectral(shape_.dims, taps, fixed_.dilation)) {
-    return ops::spectral_conv(x, dilate_kernel(w, fixed_.dilation), bias, {shape_.stride}, 1);
-  }
-  if (shape_.dims == 1) {
-    return at::conv1d(x, w, bias_, {shape_.stride}, pad, {fixed_.dilation});
-  }
-  return at::conv2d(x, w, bias_, {shape_.stride, shape_.stride}, pad,
-                    {fixed_.dilation, fixed_.dilation});
+  // Training samples the mixture with Gumbel noise (DASH); evaluation uses
+  // the noiseless probabilities so that scores are deterministic. Pruned
+  // candidates get logit -inf, so probability 0 either way.
+  const at::Tensor logits = masked_logits();
+  at::Tensor probs =
+      is_training()
+          ? torch::nn::functional::gumbel_softmax(
+                torch::log_softmax(logits, 0),
+                torch::nn::functional::GumbelSoftmaxFuncOptions().tau(tau_).dim(0))
+          : torch::softmax(logits, 0);
+  return ops::fourier_mixture(x, candidates_, probs, space_,
+                              bias_.defined() ? c10::optional<at::Tensor>(bias_) : c10::nullopt,
+                              {shape_.stride}, groups_, active_field());
 }
 
 }  // namespace dash::nn

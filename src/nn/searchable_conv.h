@@ -32,6 +32,19 @@ at::Tensor dilate_kernel(const at::Tensor& w, int64_t d);
 // when k' >= 7 and (2D or d == 1), else direct.
 bool use_spectral(int dims, int64_t cropped_taps, int64_t dilation);
 
+// A "same" convolution of x with the kernel w ([out, in/groups, k (, k)]) at
+// dilation d, by the fastest path for its size (see use_spectral). The taps
+// that cannot touch x are dropped first, so the result is exact.
+at::Tensor fixed_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                      int64_t dilation, int64_t stride, int64_t groups);
+
+// Taps per axis of a (k, d) kernel that can touch an input of length n.
+int64_t cropped_taps(int64_t k, int64_t d, int64_t n);
+// Multiply-accumulates per sample of a (k, d) convolution of `shape` with
+// `groups` on an input of these spatial sizes (cropped taps only).
+double conv_macs(const ConvShape& shape, const std::vector<int64_t>& spatial, int64_t k, int64_t d,
+                 int64_t groups);
+
 class SearchableConvImpl : public torch::nn::Module {
  public:
   // MIXTURE. separable: a depthwise proxy (groups = channels) when in == out,
@@ -47,15 +60,41 @@ class SearchableConvImpl : public torch::nn::Module {
   const ops::CandidateSpace& space() const { return space_; }
   // Architecture logits [|K||D|] (MIXTURE only).
   at::Tensor& alpha() { return alpha_; }
-  // Mixture probabilities without noise: softmax(alpha).
+  const at::Tensor& alpha() const { return alpha_; }
+  // Mixture probabilities without noise: softmax(alpha) over the candidates
+  // still active (pruned ones are 0); one-hot once the layer is frozen.
   at::Tensor probabilities() const;
-  // FIXED: its choice; MIXTURE: the argmax of alpha (DASH's discretisation).
+  // FIXED: its choice; MIXTURE: the frozen candidate, or else the argmax of
+  // alpha over the active candidates (DASH's discretisation).
   LayerChoice choice() const;
+  // Index of that candidate (MIXTURE only).
+  int64_t choice_index() const;
+
+  // The search's levers on a MIXTURE layer (both kept as buffers, so a
+  // checkpoint restores them). freeze(j): from now on the layer computes only
+  // candidate j, directly, as a FIXED layer would; its alpha gets no gradient.
+  // prune(j): candidate j leaves the mixture for good (probability 0); the
+  // mixed kernel shrinks to the largest field of the candidates left.
+  void freeze(int64_t j);
+  bool frozen() const;
+  void prune(int64_t j);
+  bool active(int64_t j) const;
+  int64_t active_count() const;
+  // Largest receptive field of the active candidates.
+  int64_t active_field() const;
+
+  // Spatial sizes of the last input seen ([] before any forward): the cost
+  // model measures each layer at the size it actually runs at.
+  const std::vector<int64_t>& last_input_spatial() const { return last_spatial_; }
+  // conv_macs of its choice at the last input size (FIXED: a full convolution).
+  double macs() const;
 
   // Gumbel-softmax temperature used in training mode (DASH: 1, constant).
   void set_temperature(double tau) { tau_ = tau; }
 
  private:
+  at::Tensor masked_logits() const;
+
   ConvShape shape_;
   bool mixture_ = false;
   int64_t groups_ = 1;
@@ -66,6 +105,9 @@ class SearchableConvImpl : public torch::nn::Module {
   at::Tensor bias_;
   LayerChoice fixed_;
   double tau_ = 1.0;
+  at::Tensor active_;  // MIXTURE: [|K||D|] bool, false once pruned
+  at::Tensor frozen_;  // MIXTURE: scalar int64, -1 or the frozen candidate
+  std::vector<int64_t> last_spatial_;
 };
 TORCH_MODULE(SearchableConv);
 

@@ -92,9 +92,10 @@ class MixKernelsFunction : public torch::autograd::Function<MixKernelsFunction> 
     at::Tensor mixed = at::zeros(shape, w0.options());
     at::Tensor p = probs.to(at::kDouble).cpu();
     for (int64_t j = 0; j < space.size(); ++j) {
+      const double pj = p[j].item<double>();
+      if (pj == 0) continue;  // pruned: contributes nothing
       const auto place = placements(space, j, frame);
-      frame_view(mixed, place).add_(kept_taps(weights[static_cast<size_t>(j)], place),
-                                    p[j].item<double>());
+      frame_view(mixed, place).add_(kept_taps(weights[static_cast<size_t>(j)], place), pj);
     }
     ctx->save_for_backward(weights.vec());
     ctx->saved_data["probs"] = probs;
@@ -121,7 +122,8 @@ class MixKernelsFunction : public torch::autograd::Function<MixKernelsFunction> 
       const at::Tensor g = frame_view(grad, place);
       dprobs[j] = (g * kept_taps(w, place)).sum().to(at::kDouble);
       at::Tensor dw = at::zeros_like(w);
-      kept_taps(dw, place).copy_(g * p[j].item<double>());
+      const double pj = p[j].item<double>();
+      if (pj != 0) kept_taps(dw, place).copy_(g * pj);
       out.push_back(dw);
     }
     out[0] = dprobs.to(probs.dtype()).to(probs.device());
@@ -164,11 +166,12 @@ at::Tensor mix_kernels(const std::vector<at::Tensor>& weights, const at::Tensor&
 at::Tensor fourier_mixture(const at::Tensor& x, const std::vector<at::Tensor>& weights,
                            const at::Tensor& probs, const CandidateSpace& space,
                            const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                           int64_t groups) {
+                           int64_t groups, int64_t field) {
   space.validate();
   TORCH_CHECK(x.dim() == 3 || x.dim() == 4, "fourier_mixture: input must be 3D or 4D, got ",
               x.dim(), "D");
-  const int64_t field = space.receptive_field();
+  if (field <= 0) field = space.receptive_field();
+  TORCH_CHECK(field % 2 == 1, "fourier_mixture: the field must be odd, got ", field);
   std::vector<int64_t> frame;
   for (int64_t axis = 2; axis < x.dim(); ++axis) {
     frame.push_back(std::min(field, 2 * x.size(axis) - 1));

@@ -38,10 +38,13 @@ at::Tensor mix_kernels(const std::vector<at::Tensor>& weights, const at::Tensor&
 // y = sum_j probs[j] * conv(x, weights[j], dilation d_j, "same" padding,
 // stride, groups) + bias, computed as one spectral convolution. The mixed kernel
 // is built directly in the cropped frame (at most 2n-1 taps per axis), so no
-// memory or time is spent on taps that cannot touch the input.
+// memory or time is spent on taps that cannot touch the input. field (0: the
+// space's receptive field) frames the mix at fewer taps when the candidates
+// wider than it have probability 0 (pruned by the search); candidates with
+// probability 0 cost nothing in the mix.
 at::Tensor fourier_mixture(const at::Tensor& x, const std::vector<at::Tensor>& weights,
                            const at::Tensor& probs, const CandidateSpace& space,
                            const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                           int64_t groups);
+                           int64_t groups, int64_t field = 0);
 
 }  // namespace dash::ops

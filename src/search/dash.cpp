@@ -85,104 +85,371 @@ task::Dataset prepare(const task::Dataset& data, task::Normalizer* normalizer_ou
   return out;
 }
 
-SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
-                         const SearchOptions& options, const train::ProgressFn& progress) {
-  SearchOutcome outcome;
-  ops::CandidateSpace space = options.space.size() > 0 ? options.space : default_space(spec.dims());
-  space.validate();
+namespace {
 
-  // 1. The supernet: every searchable layer a Fourier mixture, weights and
-  //    architecture logits trained together on the same batches (DASH's
-  //    single-level search).
-  torch::manual_seed(options.seed);
+bool dense_task(const task::TaskSpec& spec) { return spec.kind == task::TaskKind::kDense; }
+
+// One step's treatment of the architecture gradient, and the argument for it.
+//
+// For a layer with candidates j, logits alpha and mixture weights p =
+// softmax(alpha), the data gradient is dL/dalpha_j = p_j (s_j - sum_i p_i s_i)
+// with s_j = <dL/dW, place(w_j)>: zero-sum, and its scale follows the loss and
+// the layer, not how good a candidate is. So each layer's gradient is first
+// normalised to unit norm (DASH does the same, with norm 1/grad_scale). With m
+// active candidates a typical entry is then 1/sqrt(m), and the logits
+// move O(1) in a few dozen steps at arch lr 0.05 with momentum 0.9, which a
+// CPU budget can afford.
+//
+// A penalty vector c is then added. Only differences between its entries
+// matter (softmax ignores a common shift), so it is expressed in the same unit
+// as the data: c_j = (1/sqrt(m)) (field_penalty f_j / f_max + cost_weight
+// (t_j - t_plain) / T), where f_j = d (k - 1) + 1 is the receptive field,
+// t_j the measured step time of the layer at candidate j and T the whole
+// backbone's step. At cost_weight 1 a candidate that adds a quarter of T to
+// every step is pushed back as hard as a typical data gradient entry pulls it
+// forward, so it wins only where the data favour it consistently, step after
+// step; at field_penalty 0.5 the widest field costs half an entry. DASH's own
+// push (1e-5 x field, unnormalised) is ~1e-3 of its data term and changes
+// nothing measurable in the few hundred steps a CPU budget allows.
+void arch_gradient(nn::SearchableConv& conv, const std::vector<double>& extra_cost,
+                   const SearchOptions& o) {
+  at::Tensor g = conv->alpha().mutable_grad();
+  if (!g.defined()) return;
+  torch::NoGradGuard no_grad;
+  const auto& space = conv->space();
+  const int64_t m = conv->active_count();
+  const double unit = 1.0 / std::sqrt(static_cast<double>(m));
+  const double max_field = static_cast<double>(space.receptive_field());
+  at::Tensor gd = g.to(at::kDouble);
+  gd.div_(gd.norm().item<double>() + 1e-12);
+  for (int64_t j = 0; j < space.size(); ++j) {
+    if (!conv->active(j)) {
+      gd[j] = 0.0;
+      continue;
+    }
+    const double field = static_cast<double>(space.dilation(j) * (space.kernel_size(j) - 1) + 1);
+    gd[j] += unit * (o.field_penalty * field / max_field + o.cost_weight * extra_cost[static_cast<size_t>(j)]);
+  }
+  g.copy_(gd);
+}
+
+// The stopping rule's memory of each layer: its argmax and for how many steps
+// it has held.
+struct Settling {
+  std::vector<int64_t> top;
+  std::vector<int64_t> held;
+  std::vector<int64_t> frozen_at;
+};
+
+// Moves layers to cheaper candidates until the network's estimated step is at
+// most max_ratio times the backbone's: each move is the one that gives up the
+// least logit per ms saved.
+std::vector<int64_t> within_cost(std::vector<int64_t> choice, const CostModel& cost,
+                                 const std::vector<at::Tensor>& logits, double max_ratio,
+                                 nlohmann::json* moves) {
+  if (!(max_ratio > 0)) return choice;
+  while (cost.step_ms(choice) > max_ratio * cost.backbone_step_ms) {
+    double best_rate = std::numeric_limits<double>::infinity();
+    size_t best_layer = 0;
+    int64_t best_j = -1;
+    for (size_t i = 0; i < choice.size(); ++i) {
+      const auto& ms = cost.layers[i].ms;
+      const int64_t now = choice[i];
+      for (int64_t j = 0; j < static_cast<int64_t>(ms.size()); ++j) {
+        const double saved = ms[static_cast<size_t>(now)] - ms[static_cast<size_t>(j)];
+        if (saved <= 0) continue;
+        const double lost = logits[i][now].item<double>() - logits[i][j].item<double>();
+        const double rate = std::max(0.0, lost) / saved;
+        if (rate < best_rate) {
+          best_rate = rate;
+          best_layer = i;
+          best_j = j;
+        }
+      }
+    }
+    if (best_j < 0) break;  // nothing cheaper anywhere
+    moves->push_back({{"layer", best_layer}, {"from", choice[best_layer]}, {"to", best_j}});
+    choice[best_layer] = best_j;
+  }
+  return choice;
+}
+
+nn::Architecture architecture_of(const ops::CandidateSpace& space, const std::string& backbone,
+                                 const std::vector<int64_t>& choice) {
+  nn::Architecture a;
+  a.backbone = backbone;
+  for (int64_t j : choice) a.layers.push_back({space.kernel_size(j), space.dilation(j)});
+  return a;
+}
+
+nlohmann::json network_json(const nn::BackboneSpec& b, const nn::Architecture& a, const CostModel* cost,
+                            const ops::CandidateSpace& space) {
+  const NetworkSize size = network_size(b, a);
+  nlohmann::json j = {{"params", size.params}, {"macs_per_sample", size.macs}};
+  if (cost && cost->kind == CostModelKind::kMeasured) {
+    j["step_ms_estimated"] = cost->step_ms(choice_indices(space, a));
+  }
+  return j;
+}
+
+// The supernet search: returns the choice per layer and fills the report.
+std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dataset& data,
+                                     const SearchOptions& o, const ops::CandidateSpace& space,
+                                     const nn::BackboneSpec& super_spec, const CostModel& cost,
+                                     double budget_s, const train::ProgressFn& progress,
+                                     nlohmann::json* report) {
+  torch::manual_seed(o.seed);
   nn::LayerSetup mixture;
   mixture.mixture = true;
   mixture.space = space;
-  mixture.separable = options.separable;
-  nn::BackboneSpec super_spec = backbone_for(spec, options.depth, options.width, options.hp.dropout);
-  fit_output_affine(spec, data.train.y, &super_spec);
+  mixture.separable = o.separable;
   nn::Backbone supernet(super_spec, mixture);
+  auto& layers = supernet->searchable();
 
+  // Each candidate's extra step time over the plain layer, in backbones' steps.
+  std::vector<std::vector<double>> extra(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& ms = cost.layers[i].ms;
+    const double plain = ms[static_cast<size_t>(cost.plain_index(i))];
+    for (double t : ms) extra[i].push_back((t - plain) / cost.backbone_step_ms);
+  }
+
+  Settling settle{std::vector<int64_t>(layers.size(), -1), std::vector<int64_t>(layers.size(), 0),
+                  std::vector<int64_t>(layers.size(), -1)};
+  int64_t pruned = 0;
   train::StageOptions so;
   so.stage = "search";
-  so.epochs = options.epochs;
-  so.time_budget_s = options.time_budget_s;
-  so.batch_size = options.batch_size;
-  so.batch_fraction = options.batch_fraction;
-  so.hp = options.hp;
-  so.clip_grad_norm = options.clip_grad_norm;
+  so.epochs = o.epochs > 0 ? o.epochs : (budget_s > 0 ? 0 : 4);
+  so.time_budget_s = budget_s;
+  so.batch_size = o.batch_size;
+  so.batch_fraction = o.batch_fraction;
+  so.hp = {o.lr, 0.9, 5e-4, 0.0};
+  so.clip_grad_norm = o.clip_grad_norm;
   so.search = true;
-  so.arch = options.arch;
+  so.arch = o.arch;
+  so.validate = false;   // the stopping rule decides, not a validation score
   so.keep_best = false;  // the architecture is where the logits ended
-  so.checkpoint = checkpoint_path(options.checkpoint_dir, "search");
-  so.resume = options.resume;
-  so.seed = options.seed;
+  so.checkpoint = checkpoint_path(o.checkpoint_dir, "search");
+  so.resume = o.resume;
+  so.seed = o.seed;
+  so.after_backward = [&](int64_t step) {
+    if (step < o.warmup_steps) return false;  // weights only: let them learn first
+    for (size_t i = 0; i < layers.size(); ++i) {
+      if (!layers[i]->frozen()) arch_gradient(layers[i], extra[i], o);
+    }
+    return true;
+  };
+  so.after_step = [&](int64_t step) {
+    if (step <= o.warmup_steps) return false;
+    bool all_frozen = true;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      auto& conv = layers[i];
+      if (conv->frozen()) continue;
+      at::Tensor p = conv->probabilities().detach().to(at::kDouble);
+      for (int64_t j = 0; j < p.size(0); ++j) {
+        if (conv->active(j) && conv->active_count() > 1 && p[j].item<double>() < o.prune_below) {
+          conv->prune(j);
+          ++pruned;
+        }
+      }
+      const int64_t top = conv->choice_index();
+      settle.held[i] = top == settle.top[i] ? settle.held[i] + 1 : 0;
+      settle.top[i] = top;
+      at::Tensor sorted = std::get<0>(p.sort(0, /*descending=*/true));
+      const double lead = sorted[0].item<double>() - (p.size(0) > 1 ? sorted[1].item<double>() : 0.0);
+      if (settle.held[i] >= o.patience && lead >= o.margin) {
+        conv->freeze(top);
+        settle.frozen_at[i] = step;
+      } else {
+        all_frozen = false;
+      }
+    }
+    return all_frozen;
+  };
   const auto t0 = Clock::now();
   train::StageResult sr = train::run_stage(supernet, spec, data, so, progress);
-  outcome.search_seconds = seconds_since(t0);
-  outcome.architecture = supernet->architecture();
-  outcome.architecture.backbone = backbone_for(spec, options.depth, 1, 0).name();
+  const double seconds = seconds_since(t0);
 
+  std::vector<int64_t> choice;
   nlohmann::json probs = nlohmann::json::array();
-  for (const auto& conv : supernet->searchable()) {
-    at::Tensor p = conv->probabilities().detach().to(at::kDouble).cpu().contiguous();
+  std::vector<at::Tensor> logits;
+  for (const auto& conv : layers) {
+    choice.push_back(conv->choice_index());
+    at::Tensor p = conv->probabilities().detach().to(at::kDouble).contiguous();
     probs.push_back(std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel()));
+    // Frozen layers keep their choice whatever the cost: a large margin.
+    logits.push_back(conv->frozen() ? p * 1e3 : conv->alpha().detach().to(at::kDouble));
   }
-  outcome.report["search"] = sr.to_json();
-  outcome.report["search"]["probabilities"] = probs;
-  outcome.report["search"]["kernel_sizes"] = space.kernel_sizes;
-  outcome.report["search"]["dilations"] = space.dilations;
+  (*report)["search"] = sr.to_json();
+  (*report)["search"]["seconds"] = seconds;
+  (*report)["search"]["probabilities"] = probs;
+  (*report)["search"]["frozen_at_step"] = settle.frozen_at;
+  (*report)["search"]["pruned_candidates"] = pruned;
+  (*report)["search"]["kernel_sizes"] = space.kernel_sizes;
+  (*report)["search"]["dilations"] = space.dilations;
+  if (sr.steps_done > 0 && cost.kind == CostModelKind::kMeasured) {
+    const double step_ms = seconds * 1000.0 / static_cast<double>(sr.steps_done);
+    (*report)["search"]["step_ms"] = step_ms;
+    (*report)["search"]["step_over_backbone"] = step_ms / cost.backbone_step_ms;
+  }
+  if (sr.steps_done <= o.warmup_steps) {
+    // The logits never moved: their argmax is the random initial one, not a
+    // decision. Say so and keep the plain layers.
+    (*report)["search"]["undecided"] =
+        "the search ended within its weight-only warm-up (" + std::to_string(sr.steps_done) +
+        " steps); the plain backbone is kept";
+    for (size_t i = 0; i < choice.size(); ++i) choice[i] = cost.plain_index(i);
+  }
+  nlohmann::json moves = nlohmann::json::array();
+  const auto argmax = choice;
+  choice = within_cost(choice, cost, logits, o.max_cost_ratio, &moves);
+  (*report)["cost_limit"] = {{"max_cost_ratio", o.max_cost_ratio},
+                             {"ratio_before", cost.step_ms(argmax) / cost.backbone_step_ms},
+                             {"ratio_after", cost.step_ms(choice) / cost.backbone_step_ms},
+                             {"moves", moves}};
+  return choice;
+}
 
-  // 2. Hyperparameters on the discrete network: every trial starts from the
-  //    same initial weights and gets the same budget, so they compare like
-  //    with like. DASH's early stop: the grid is lr-major, and when the
-  //    learning rate changes without the last group improving on the best so
-  //    far, the remaining (smaller) rates are skipped.
-  outcome.hp = options.hp;
-  if (options.hpo) {
-    const auto grid = options.grid.empty() ? small_grid() : options.grid;
+struct Trial {
+  double valid = std::nan("");
+  nlohmann::json json;
+};
+
+Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const SearchOptions& o,
+                const nn::BackboneSpec& base, const nn::Architecture& arch,
+                const train::Hyperparams& hp, double seconds, const std::string& what,
+                const train::ProgressFn& progress) {
+  torch::manual_seed(o.seed + 1);  // every trial from the same initial weights
+  nn::LayerSetup fixed;
+  fixed.architecture = arch;
+  nn::BackboneSpec trial_spec = base;
+  trial_spec.dropout = hp.dropout;
+  nn::Backbone net(trial_spec, fixed);
+  train::StageOptions to;
+  to.stage = "hpo";
+  to.epochs = o.hpo_epochs > 0 ? o.hpo_epochs : (seconds > 0 ? 0 : 1);
+  to.time_budget_s = seconds;
+  to.batch_size = o.batch_size;
+  to.batch_fraction = o.hpo_batch_fraction;
+  to.hp = hp;
+  to.seed = o.seed + 1;
+  to.keep_best = false;
+  train::StageResult tr = train::run_stage(net, spec, data, to, progress);
+  Trial t;
+  t.valid = tr.best_valid;
+  t.json = {{"network", what},
+            {"hp", hp.to_json()},
+            {"valid_metric", number_or_null(tr.best_valid)},
+            {"steps", tr.steps_done},
+            {"step_ms", tr.steps_done > 0 ? tr.seconds * 1000.0 / static_cast<double>(tr.steps_done) : 0.0},
+            {"seconds", tr.seconds}};
+  return t;
+}
+
+}  // namespace
+
+SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
+                         const SearchOptions& options, const train::ProgressFn& progress) {
+  const auto t_call = Clock::now();
+  SearchOutcome outcome;
+  SearchOptions o = options;
+  const bool dense = dense_task(spec);
+  if (std::isnan(o.lr)) o.lr = dense ? 0.01 : 0.1;
+  if (std::isnan(o.arch.lr)) o.arch.lr = dense ? 0.005 : 0.05;
+  if (o.time_budget_s > 0 && !(o.hpo_share > 0 && o.hpo_share < 1)) {
+    throw std::invalid_argument("hpo_share must be in (0, 1)");
+  }
+  ops::CandidateSpace space = o.space.size() > 0 ? o.space : default_space(spec.dims());
+  space.validate();
+  nn::BackboneSpec super_spec = backbone_for(spec, o.depth, o.width, 0.0);
+  fit_output_affine(spec, data.train.y, &super_spec);
+  const nn::Architecture plain = nn::Architecture::plain(backbone_for(spec, o.depth, 1, 0).name(),
+                                                         super_spec.searchable_layers());
+  const train::Hyperparams default_hp{o.lr, 0.9, 5e-4, 0.0};
+  nn::BackboneSpec retrain_like = super_spec;  // FIXED, full convolutions, as retrained
+
+  // 1. The search (skipped for the plain backbone).
+  outcome.architecture = plain;
+  if (o.arch_search) {
+    const at::Tensor sample = data.train.x.narrow(0, 0, std::min<int64_t>(o.batch_size, data.train.size()));
+    const CostModel cost = measure_costs(retrain_like, space, sample, o.cost_model);
+    outcome.report["costs"] = cost.to_json();
+    const double search_budget =
+        o.time_budget_s > 0 ? std::max(1.0, o.time_budget_s * (1 - o.hpo_share) - cost.seconds) : 0;
+    const auto t0 = Clock::now();
+    const auto choice = supernet_search(spec, data, o, space, super_spec, cost, search_budget, progress,
+                                        &outcome.report);
+    outcome.search_seconds = seconds_since(t0) + cost.seconds;
+    outcome.architecture = architecture_of(space, plain.backbone, choice);
+    outcome.report["networks"] = {
+        {"searched", network_json(retrain_like, outcome.architecture, &cost, space)},
+        {"backbone", network_json(retrain_like, plain, &cost, space)}};
+    if (cost.kind == CostModelKind::kMeasured) {
+      outcome.report["networks"]["backbone"]["step_ms_measured"] = cost.backbone_step_ms;
+    }
+  }
+
+  // 2. The guard and the grid. Every trial starts from the same initial
+  //    weights and gets the same time, so they compare like with like, and
+  //    the plain backbone's trials are the same whether or not a search ran.
+  //    The guard: the searched network and the plain backbone, at the grid's
+  //    first point; the better on validation goes on to the rest of the grid.
+  //    DASH's early stop: the grid is lr-major, and when the learning rate
+  //    changes without the last group improving on the best so far, the
+  //    remaining (smaller) rates are skipped.
+  outcome.hp = default_hp;
+  const auto grid = !o.hpo ? std::vector<train::Hyperparams>{default_hp}
+                           : (o.grid.empty() ? small_grid() : o.grid);
+  const bool guard = o.arch_search && o.guard && !(outcome.architecture.layers == plain.layers);
+  if (o.hpo || guard) {
     const auto t1 = Clock::now();
+    // grid + 1: room for the guard's extra trial, whether it runs or not.
     const double per_trial =
-        options.hpo_time_budget_s > 0 ? options.hpo_time_budget_s / static_cast<double>(grid.size()) : 0;
+        o.time_budget_s > 0 ? o.time_budget_s * o.hpo_share / static_cast<double>(grid.size() + 1) : 0;
     nlohmann::json trials = nlohmann::json::array();
     double best = std::nan("");
+    if (guard) {
+      Trial searched = run_trial(spec, data, o, retrain_like, outcome.architecture, grid[0], per_trial,
+                                 "searched", progress);
+      Trial backbone = run_trial(spec, data, o, retrain_like, plain, grid[0], per_trial, "backbone", progress);
+      trials.push_back(searched.json);
+      trials.push_back(backbone.json);
+      const bool keep = train::better(spec, searched.valid, backbone.valid);
+      outcome.report["guard"] = {
+          {"chosen", keep ? "searched" : "backbone"},
+          {"searched_valid", number_or_null(searched.valid)},
+          {"backbone_valid", number_or_null(backbone.valid)},
+          {"why", keep ? "the searched network validated better after the same training time"
+                       : "the plain backbone validated as well or better after the same training time"}};
+      if (!keep) outcome.architecture = plain;
+      best = keep ? searched.valid : backbone.valid;
+    } else if (o.arch_search) {
+      outcome.report["guard"] = {{"chosen", o.guard ? "searched" : "searched (guard off)"},
+                                 {"why", o.guard ? "the search chose the plain backbone itself"
+                                                 : "the guard is off"}};
+    }
     double best_at_lr_change = std::nan("");
-    for (size_t i = 0; i < grid.size(); ++i) {
+    for (size_t i = guard ? 1 : 0; i < grid.size() && o.hpo; ++i) {
       const auto& hp = grid[i];
       if (i > 0 && hp.lr != grid[i - 1].lr) {
         if (!std::isnan(best_at_lr_change) && best == best_at_lr_change) break;
         best_at_lr_change = best;
       }
-      torch::manual_seed(options.seed + 1);
-      nn::LayerSetup fixed;
-      fixed.architecture = outcome.architecture;
-      nn::BackboneSpec trial_spec = super_spec;  // same backbone and output map
-      trial_spec.dropout = hp.dropout;
-      nn::Backbone net(trial_spec, fixed);
-      train::StageOptions to;
-      to.stage = "hpo";
-      to.epochs = options.hpo_epochs;
-      to.time_budget_s = per_trial;
-      to.batch_size = options.batch_size;
-      to.batch_fraction = options.hpo_batch_fraction;
-      to.hp = hp;
-      to.seed = options.seed + 1;
-      to.keep_best = false;
-      train::StageResult tr = train::run_stage(net, spec, data, to, progress);
-      trials.push_back({{"hp", hp.to_json()},
-                        {"valid_metric", number_or_null(tr.best_valid)},
-                        {"seconds", tr.seconds}});
-      if (train::better(spec, tr.best_valid, best)) {
-        best = tr.best_valid;
+      Trial t = run_trial(spec, data, o, retrain_like, outcome.architecture, hp, per_trial,
+                          outcome.architecture.layers == plain.layers ? "backbone" : "searched", progress);
+      trials.push_back(t.json);
+      if (train::better(spec, t.valid, best)) {
+        best = t.valid;
         outcome.hp = hp;
       }
     }
     outcome.hpo_seconds = seconds_since(t1);
     outcome.report["hpo"] = {{"trials", trials}, {"chosen", outcome.hp.to_json()},
-                             {"seconds", outcome.hpo_seconds}};
+                             {"seconds_per_trial", per_trial}, {"seconds", outcome.hpo_seconds}};
   }
   outcome.report["architecture"] = outcome.architecture.to_json();
   outcome.report["hyperparameters"] = outcome.hp.to_json();
+  outcome.report["seconds"] = seconds_since(t_call);
   return outcome;
 }
 
@@ -205,8 +472,9 @@ RetrainOutcome run_retrain(const task::TaskSpec& spec, const task::Dataset& data
 
   train::StageOptions ro;
   ro.stage = "retrain";
-  ro.epochs = options.epochs;
+  ro.epochs = options.epochs > 0 ? options.epochs : (options.time_budget_s > 0 ? 0 : 10);
   ro.time_budget_s = options.time_budget_s;
+  ro.tail_eval_samples = data.test.size();  // the one test evaluation belongs to this call
   ro.batch_size = options.batch_size;
   ro.batch_fraction = options.batch_fraction;
   ro.hp = hp;
@@ -225,6 +493,8 @@ RetrainOutcome run_retrain(const task::TaskSpec& spec, const task::Dataset& data
                     {"backbone", bspec.name()},
                     {"valid_metric", number_or_null(outcome.valid_metric)},
                     {"test_metric", number_or_null(outcome.test_metric)},
+                    {"metric_name", task::to_string(spec.metric)},
+                    {"higher_is_better", task::higher_is_better(spec.metric)},
                     {"seconds", outcome.seconds}};
   return outcome;
 }

@@ -4,11 +4,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "nn/architecture.h"
 #include "nn/backbones.h"
+#include "search/cost.h"
 #include "ops/fourier_mixture.h"
 #include "task/dataset.h"
 #include "task/task_spec.h"
@@ -19,23 +21,57 @@ namespace dash::search {
 
 struct SearchOptions {
   uint64_t seed = 0;
+  // false: no architecture search; the plain backbone gets the same
+  // hyperparameter grid as a search would (so comparing the two isolates
+  // what the search adds).
+  bool arch_search = true;
   ops::CandidateSpace space;   // empty: DASH's default for the task's dims
   bool separable = true;       // depthwise proxy where in == out (DASH's default)
   int depth = 16;              // WRN depth (2D)
   int width = 1;               // backbone width during search
   int64_t batch_size = 64;
-  int64_t epochs = 10;
+  // Search epochs at most; the stopping rule usually ends it sooner. 0: as
+  // the budget allows (4 without a budget).
+  int64_t epochs = 0;
   double batch_fraction = 1.0;
+  // The whole call (search, cost measurement, guard and grid); the search
+  // itself gets (1 - hpo_share) of it, the guard and grid the rest.
   double time_budget_s = 0;
-  train::Hyperparams hp{0.1, 0.9, 5e-4, 0.0};
-  train::ArchOptions arch;
-  double clip_grad_norm = 1.0;
-  // Hyperparameter grid on the discrete network (empty: no tuning, hp above).
+  double hpo_share = 0.4;
+  // NaN: the task's default (DASH: 0.1 and 0.05; 0.01 and 0.005 for dense tasks).
+  double lr = std::numeric_limits<double>::quiet_NaN();
+  train::ArchOptions arch{std::numeric_limits<double>::quiet_NaN(), 0.9, 5e-4, 1.0};
+  double clip_grad_norm = 1.0;  // of the weights' gradients only
+
+  // The architecture objective (see arch_gradient in dash.cpp for the
+  // derivation). Both penalties are in units of a typical entry of the
+  // normalised data gradient.
+  double field_penalty = 0.5;  // x field(k, d) / largest field
+  double cost_weight = 1.0;    // x the candidate's extra step time / the backbone's step
+  // The chosen network may cost at most this many times the backbone's step
+  // (0: no limit); layers are moved to cheaper candidates until it does.
+  double max_cost_ratio = 1.5;
+  CostModelKind cost_model = CostModelKind::kMeasured;
+
+  // The stopping rule: weight-only steps first, then a layer is frozen at its
+  // argmax once that has not changed for `patience` steps and leads the
+  // runner-up by `margin` in probability; candidates below `prune_below`
+  // leave the mixture. The search ends when every layer is frozen.
+  int64_t warmup_steps = 20;
+  int64_t patience = 20;
+  double margin = 0.05;
+  double prune_below = 0.02;
+
+  // The guard: the searched network is trained as long as the plain backbone
+  // in the grid's first trial; it is kept only if it validates better.
+  bool guard = true;
+  // Hyperparameter grid on the discrete network (empty: small_grid()).
   bool hpo = true;
-  std::vector<train::Hyperparams> grid;  // empty: small_grid()
-  int64_t hpo_epochs = 2;
+  std::vector<train::Hyperparams> grid;
+  // Epochs per trial; 0: trials are (hpo_share x time_budget_s) / (grid + 1)
+  // seconds long (one epoch without a budget).
+  int64_t hpo_epochs = 0;
   double hpo_batch_fraction = 1.0;
-  double hpo_time_budget_s = 0;  // for the whole grid
   std::string checkpoint_dir;    // "" for none
   bool resume = false;
 };
@@ -53,8 +89,11 @@ struct RetrainOptions {
   int depth = 16;
   int width = 1;
   int64_t batch_size = 64;
-  int64_t epochs = 20;
+  // 0: as many as time_budget_s allows, the learning-rate schedule set by the
+  // time (10 without a budget).
+  int64_t epochs = 0;
   double batch_fraction = 1.0;
+  // The whole call, the final test evaluation included.
   double time_budget_s = 0;
   std::string checkpoint_dir;
   bool resume = false;

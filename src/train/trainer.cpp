@@ -32,29 +32,6 @@ double cosine_lr(double base, double progress) {
   return base * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 
-// DASH's per-layer treatment of the architecture gradient.
-void scale_arch_grads(nn::Backbone& model, const ArchOptions& arch) {
-  for (auto& conv : model->searchable()) {
-    if (!conv->is_mixture()) continue;
-    at::Tensor& alpha = conv->alpha();
-    at::Tensor g = alpha.mutable_grad();
-    if (!g.defined()) continue;
-    torch::NoGradGuard no_grad;
-    g.div_(arch.grad_scale * (g.norm().item<double>() + 1e-8));
-    if (arch.field_penalty != 0) {
-      const auto& space = conv->space();
-      const double max_field = static_cast<double>(space.receptive_field());
-      std::vector<double> field(static_cast<size_t>(space.size()));
-      for (int64_t j = 0; j < space.size(); ++j) {
-        field[static_cast<size_t>(j)] =
-            static_cast<double>(space.dilation(j) * (space.kernel_size(j) - 1) + 1) / max_field;
-      }
-      g.add_(torch::tensor(field, g.options().dtype(at::kDouble)).to(g.dtype()) *
-             arch.field_penalty);
-    }
-  }
-}
-
 std::vector<at::Tensor> snapshot(nn::Backbone& model) {
   std::vector<at::Tensor> state;
   for (const auto& p : model->parameters()) state.push_back(p.detach().clone());
@@ -204,6 +181,8 @@ nlohmann::json StageResult::to_json() const {
                  {"seconds", e.seconds}});
   }
   return {{"epochs_done", epochs_done},
+          {"steps_done", steps_done},
+          {"stopped_early", stopped_early},
           {"best_valid", std::isnan(best_valid) ? nlohmann::json() : nlohmann::json(best_valid)},
           {"best_epoch", best_epoch},
           {"seconds", seconds},
@@ -246,7 +225,10 @@ Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task:
 StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const task::Dataset& data,
                       const StageOptions& opt, const ProgressFn& progress) {
   if (data.train.empty()) throw std::invalid_argument(opt.stage + ": the train split is empty");
-  if (opt.epochs < 1) throw std::invalid_argument(opt.stage + ": epochs must be >= 1");
+  if (opt.epochs < 0) throw std::invalid_argument(opt.stage + ": epochs must be >= 0");
+  if (opt.epochs == 0 && !(opt.time_budget_s > 0)) {
+    throw std::invalid_argument(opt.stage + ": epochs 0 (as many as the budget allows) needs a time budget");
+  }
   if (opt.batch_size < 1) throw std::invalid_argument(opt.stage + ": batch_size must be >= 1");
   if (!(opt.batch_fraction > 0 && opt.batch_fraction <= 1)) {
     throw std::invalid_argument(opt.stage + ": batch_fraction must be in (0, 1]");
@@ -286,13 +268,26 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
                             ? batches
                             : std::min(batches, static_cast<int64_t>(opt.batch_fraction *
                                                                     static_cast<double>(batches)) + 1);
-  const int64_t total_steps = steps * opt.epochs;
+  // With epochs 0 the time budget alone ends the stage (and sets the schedule).
+  const int64_t max_epochs = opt.epochs > 0 ? opt.epochs : std::numeric_limits<int32_t>::max();
+  const int64_t total_steps = opt.epochs > 0 ? steps * opt.epochs : 0;
+  const int64_t valid_n = opt.validate ? data.valid.size() : 0;
+  // Seconds per evaluated sample: measured on each validation pass, guessed
+  // before the first from the training step (a forward is ~1/3 of a step).
+  double eval_s_per_sample = 0;
+  auto planned_epochs = [&](double elapsed, int64_t epoch) -> int64_t {
+    if (opt.epochs > 0) return opt.epochs;
+    const double per_step = elapsed / static_cast<double>(std::max<int64_t>(1, s.global_step));
+    return std::max(epoch, static_cast<int64_t>(std::ceil(opt.time_budget_s /
+                                                          std::max(1e-9, per_step * static_cast<double>(steps)))));
+  };
   const auto t0 = Clock::now() - std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(s.elapsed));
   StageResult result;
   model->train();
 
-  for (int64_t epoch = s.epochs_done + 1; epoch <= opt.epochs && !result.budget_hit; ++epoch) {
+  for (int64_t epoch = s.epochs_done + 1;
+       epoch <= max_epochs && !result.budget_hit && !result.stopped_early; ++epoch) {
     const auto epoch_start = Clock::now();
     at::Tensor order = torch::randperm(n, order_gen, torch::kLong);
     double loss_sum = 0;
@@ -304,6 +299,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       at::Tensor xb = data.train.x.index_select(0, idx);
       at::Tensor yb = data.train.y.index_select(0, idx);
 
+      const auto step_start = Clock::now();
       weights.zero_grad();
       if (arch) arch->zero_grad();
       at::Tensor loss = task::compute_loss(spec, model->forward(xb), yb);
@@ -314,37 +310,50 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
                                  std::to_string(opt.hp.lr) + ")");
       }
       loss.backward();
-      if (arch) scale_arch_grads(model, opt.arch);
-      if (opt.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), opt.clip_grad_norm);
+      const bool arch_steps = arch && (!opt.after_backward || opt.after_backward(s.global_step));
+      // Only the weights are clipped: the logits' gradient has a scale of its
+      // own (set by the search), which must not shrink every weight's step.
+      if (opt.clip_grad_norm > 0) {
+        torch::nn::utils::clip_grad_norm_(model->weight_parameters(), opt.clip_grad_norm);
+      }
 
       const double elapsed = seconds_since(t0);
-      double frac = static_cast<double>(s.global_step) / static_cast<double>(total_steps);
+      double frac = total_steps > 0 ? static_cast<double>(s.global_step) / static_cast<double>(total_steps) : 0;
       if (opt.time_budget_s > 0) frac = std::max(frac, elapsed / opt.time_budget_s);
       set_lr(weights, cosine_lr(opt.hp.lr, frac));
       if (arch) set_lr(*arch, cosine_lr(opt.arch.lr, frac));
       weights.step();
-      if (arch) arch->step();
+      if (arch_steps) arch->step();
       ++s.global_step;
       ++done;
       loss_sum += loss.item<double>();
+      if (eval_s_per_sample == 0) {
+        eval_s_per_sample = seconds_since(step_start) / 3.0 / static_cast<double>(len);
+      }
+      if (opt.after_step && opt.after_step(s.global_step)) result.stopped_early = true;
 
       const double now = seconds_since(t0);
       if (progress) {
         Progress p;
         p.stage = opt.stage;
         p.epoch = epoch;
-        p.epochs = opt.epochs;
+        p.epochs = planned_epochs(now, epoch);
         p.step = step + 1;
         p.steps = steps;
         p.loss = loss_sum / static_cast<double>(done);
         p.metric = s.history.empty() ? std::nan("") : s.history.back().valid_metric;
         p.elapsed_s = now;
         const double per_step = now / static_cast<double>(std::max<int64_t>(1, s.global_step));
-        p.eta_s = per_step * static_cast<double>(total_steps - s.global_step);
+        p.eta_s = total_steps > 0 ? per_step * static_cast<double>(total_steps - s.global_step)
+                                  : std::numeric_limits<double>::infinity();
         if (opt.time_budget_s > 0) p.eta_s = std::min(p.eta_s, std::max(0.0, opt.time_budget_s - now));
         if (!progress(p)) throw Cancelled();
       }
-      if (opt.time_budget_s > 0 && now >= opt.time_budget_s) {
+      if (result.stopped_early) break;
+      // Stop where the evaluations still to come (this epoch's validation and
+      // the caller's tail) fit in the budget.
+      const double tail = eval_s_per_sample * static_cast<double>(valid_n + opt.tail_eval_samples);
+      if (opt.time_budget_s > 0 && now + tail >= opt.time_budget_s) {
         result.budget_hit = true;
         break;
       }
@@ -353,7 +362,11 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
     EpochRecord rec;
     rec.epoch = epoch;
     rec.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(1, done));
-    if (!data.valid.empty()) rec.valid_metric = evaluate(model, spec, data.valid, opt.batch_size).metric;
+    if (valid_n > 0) {
+      const auto eval_start = Clock::now();
+      rec.valid_metric = evaluate(model, spec, data.valid, opt.batch_size).metric;
+      eval_s_per_sample = seconds_since(eval_start) / static_cast<double>(valid_n);
+    }
     rec.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     s.history.push_back(rec);
     s.epochs_done = epoch;
@@ -368,12 +381,12 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       Progress p;
       p.stage = opt.stage;
       p.epoch = epoch;
-      p.epochs = opt.epochs;
+      p.epochs = planned_epochs(s.elapsed, epoch);
       p.step = p.steps = steps;
       p.loss = rec.train_loss;
       p.metric = rec.valid_metric;
       p.elapsed_s = s.elapsed;
-      p.eta_s = s.elapsed / static_cast<double>(epoch) * static_cast<double>(opt.epochs - epoch);
+      p.eta_s = s.elapsed / static_cast<double>(epoch) * static_cast<double>(p.epochs - epoch);
       if (opt.time_budget_s > 0) p.eta_s = std::min(p.eta_s, std::max(0.0, opt.time_budget_s - s.elapsed));
       if (!progress(p)) throw Cancelled();
     }
@@ -384,6 +397,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   result.best_valid = s.best_valid;
   result.best_epoch = s.best_epoch;
   result.epochs_done = s.epochs_done;
+  result.steps_done = s.global_step;
   result.seconds = seconds_since(t0);
   return result;
 }

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -28,34 +29,37 @@ struct Hyperparams {
   static Hyperparams from_json(const nlohmann::json& j);
 };
 
-// The architecture logits' optimiser and DASH's gradient treatment (search only).
+// The architecture logits' optimiser (search only). How their gradient is
+// treated before it steps is the search's business (search/dash.cpp).
 struct ArchOptions {
   double lr = 0.05;
   double momentum = 0.9;
   double weight_decay = 5e-4;
-  // Each layer's alpha gradient is rescaled to norm 1/grad_scale, then
-  // field_penalty * field(k,d) / max_field is added: a push towards small
-  // receptive fields. DASH uses grad_scale 100-5000 with an unnormalised
-  // 1e-5 * field: over its 100 epochs alpha moves a little, but in the few
-  // hundred steps a CPU budget allows it barely leaves its initial value
-  // (measured: probabilities within 0.001 of uniform after 8 steps), and the
-  // penalty can outweigh the data's signal. Unit-norm steps let alpha move
-  // O(1) in ~100 steps; the penalty stays a tie-breaker.
-  double grad_scale = 1.0;
-  double field_penalty = 0.05;
   double temperature = 1.0;  // Gumbel-softmax tau
 };
 
 struct StageOptions {
   std::string stage = "train";  // the name progress events carry
+  // 0: as many as time_budget_s allows (then the learning-rate schedule
+  // follows the time spent); > 0: at most this many.
   int64_t epochs = 10;
   double time_budget_s = 0;     // 0: no wall-clock limit
   int64_t batch_size = 64;
   double batch_fraction = 1.0;  // share of the shuffled train batches used per epoch
   Hyperparams hp;
-  double clip_grad_norm = 0;    // 0: off
-  bool search = false;
+  double clip_grad_norm = 0;    // of the weights' gradients; 0: off
+  bool search = false;          // also train the architecture logits
   ArchOptions arch;
+  // Search hooks (may be empty). after_backward(step) runs before clipping and
+  // the optimiser steps and returns whether the logits step this time;
+  // after_step(step) runs after them and returns true to end the stage now.
+  std::function<bool(int64_t)> after_backward;
+  std::function<bool(int64_t)> after_step;
+  bool validate = true;         // score data.valid at each epoch end
+  // Samples the caller evaluates right after the stage (e.g. the test split):
+  // their estimated time is kept out of time_budget_s, so that the whole
+  // call fits in it.
+  int64_t tail_eval_samples = 0;
   bool keep_best = true;        // end with the best-validated weights
   std::string checkpoint;       // "" for none
   bool resume = false;          // continue from `checkpoint` if it exists
@@ -74,8 +78,10 @@ struct StageResult {
   double best_valid = std::numeric_limits<double>::quiet_NaN();
   int64_t best_epoch = 0;
   int64_t epochs_done = 0;
+  int64_t steps_done = 0;
   double seconds = 0;
   bool budget_hit = false;
+  bool stopped_early = false;   // after_step asked to end the stage
   nlohmann::json to_json() const;
 };
 

@@ -159,8 +159,10 @@ TEST(CApi, OptionsAreCheckedByNameAndType) {
                 DASH_INVALID_ARGUMENT, "used by dash_retrain");
   EXPECT_STATUS(dash_search(task, R"({"device": "tpu"})", nullptr, nullptr, &arch),
                 DASH_INVALID_ARGUMENT, "must be one of auto, cpu, cuda");
-  EXPECT_STATUS(dash_search(task, R"({"epochs": 0})", nullptr, nullptr, &arch), DASH_INVALID_ARGUMENT,
-                "'epochs' must be >= 1");
+  EXPECT_STATUS(dash_search(task, R"({"epochs": -1})", nullptr, nullptr, &arch), DASH_INVALID_ARGUMENT,
+                "'epochs' must be >= 0");
+  EXPECT_STATUS(dash_search(task, R"({"max_cost_ratio": 0.5})", nullptr, nullptr, &arch),
+                DASH_INVALID_ARGUMENT, "'max_cost_ratio' must be 0 (no limit) or >= 1");
   // A number too large for a double is bad JSON, not an internal error (fuzzing found it).
   EXPECT_STATUS(dash_search(task, R"({"lr": 1E4467440737095516})", nullptr, nullptr, &arch),
                 DASH_INVALID_ARGUMENT, "not valid JSON");

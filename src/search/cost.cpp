@@ -1,0 +1,174 @@
+#include "search/cost.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <stdexcept>
+#include <tuple>
+
+namespace dash::search {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Median of `runs` timings of f after one untimed warm-up call.
+template <typename F>
+double median_ms(int runs, F&& f) {
+  f();
+  std::vector<double> t;
+  for (int i = 0; i < runs; ++i) {
+    const auto t0 = Clock::now();
+    f();
+    t.push_back(ms_since(t0));
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+nn::Backbone plain_network(const nn::BackboneSpec& backbone) {
+  nn::LayerSetup fixed;
+  fixed.architecture = nn::Architecture::plain(backbone.name(), backbone.searchable_layers());
+  return nn::Backbone(backbone, fixed);
+}
+
+}  // namespace
+
+double CostModel::step_ms(const std::vector<int64_t>& choice) const {
+  double total = backbone_step_ms;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& ms = layers[i].ms;
+    total += ms.at(static_cast<size_t>(choice.at(i))) - ms.at(static_cast<size_t>(plain_index(i)));
+  }
+  return total;
+}
+
+double CostModel::macs(const std::vector<int64_t>& choice) const {
+  double total = backbone_macs;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& m = layers[i].macs;
+    total += m.at(static_cast<size_t>(choice.at(i))) - m.at(static_cast<size_t>(plain_index(i)));
+  }
+  return total;
+}
+
+int64_t CostModel::plain_index(size_t layer) const {
+  for (int64_t j = 0; j < space.size(); ++j) {
+    if (space.kernel_size(j) == 3 && space.dilation(j) == 1) return j;
+  }
+  const auto& ms = layers.at(layer).ms;
+  return static_cast<int64_t>(std::min_element(ms.begin(), ms.end()) - ms.begin());
+}
+
+nlohmann::json CostModel::to_json() const {
+  nlohmann::json l = nlohmann::json::array();
+  for (const auto& c : layers) l.push_back({{"ms", c.ms}, {"macs", c.macs}});
+  return {{"model", kind == CostModelKind::kMeasured ? "measured" : "macs"},
+          {"backbone_step_ms", backbone_step_ms},
+          {"backbone_macs", backbone_macs},
+          {"seconds", seconds},
+          {"layers", l}};
+}
+
+std::vector<int64_t> choice_indices(const ops::CandidateSpace& space, const nn::Architecture& arch) {
+  std::vector<int64_t> out;
+  for (const auto& c : arch.layers) {
+    int64_t found = -1;
+    for (int64_t j = 0; j < space.size() && found < 0; ++j) {
+      if (space.kernel_size(j) == c.kernel_size && space.dilation(j) == c.dilation) found = j;
+    }
+    if (found < 0) {
+      throw std::invalid_argument("choice k=" + std::to_string(c.kernel_size) + " d=" +
+                                  std::to_string(c.dilation) + " is not in the candidate space");
+    }
+    out.push_back(found);
+  }
+  return out;
+}
+
+NetworkSize network_size(const nn::BackboneSpec& backbone, const nn::Architecture& arch) {
+  nn::LayerSetup fixed;
+  fixed.architecture = arch;
+  nn::Backbone net(backbone, fixed);
+  NetworkSize size;
+  for (const auto& p : net->parameters()) size.params += p.numel();
+  std::vector<int64_t> shape{1, backbone.in_channels};
+  shape.insert(shape.end(), backbone.spatial.begin(), backbone.spatial.end());
+  torch::NoGradGuard no_grad;
+  net->eval();
+  net->forward(torch::zeros(shape));
+  size.macs = net->macs_per_sample();
+  return size;
+}
+
+CostModel measure_costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& space,
+                        const at::Tensor& sample, CostModelKind kind) {
+  const auto t0 = Clock::now();
+  CostModel model;
+  model.kind = kind;
+  model.space = space;
+  torch::manual_seed(0);  // the timing network's weights do not matter; keep RNG use fixed
+  nn::Backbone net = plain_network(backbone);
+  const at::Tensor x = sample.detach();
+  net->train();
+  {
+    torch::NoGradGuard no_grad;
+    net->forward(x.narrow(0, 0, 1));  // records every layer's input size
+  }
+  model.backbone_macs = net->macs_per_sample();
+  if (kind == CostModelKind::kMeasured) {
+    model.backbone_step_ms = median_ms(3, [&] {
+      net->zero_grad();
+      net->forward(x).square().mean().backward();
+    });
+  }
+  const int64_t batch = x.size(0);
+  // (in, out, stride, spatial..., taps, dilation) -> ms: candidates that
+  // cropping makes identical, and layers of the same shape, are timed once.
+  std::map<std::vector<int64_t>, double> timed;
+  for (const auto& conv : net->searchable()) {
+    const nn::ConvShape& s = conv->shape();
+    const std::vector<int64_t> spatial = conv->last_input_spatial();
+    LayerCost cost;
+    for (int64_t j = 0; j < space.size(); ++j) {
+      const int64_t k = space.kernel_size(j), d = space.dilation(j);
+      cost.macs.push_back(nn::conv_macs(s, spatial, k, d, 1));
+      if (kind != CostModelKind::kMeasured) continue;
+      int64_t taps = 1;
+      for (int64_t n : spatial) taps = std::max(taps, nn::cropped_taps(k, d, n));
+      std::vector<int64_t> key{s.in, s.out, s.stride, taps, taps == 1 ? 1 : d};
+      key.insert(key.end(), spatial.begin(), spatial.end());
+      auto it = timed.find(key);
+      if (it == timed.end()) {
+        std::vector<int64_t> xs{batch, s.in};
+        xs.insert(xs.end(), spatial.begin(), spatial.end());
+        std::vector<int64_t> ws{s.out, s.in};
+        for (size_t a = 0; a < spatial.size(); ++a) ws.push_back(taps);
+        const at::Tensor in = torch::randn(xs).requires_grad_(true);
+        const at::Tensor w = (torch::randn(ws) * 0.1).requires_grad_(true);
+        const at::Tensor b = torch::zeros({s.out}).requires_grad_(true);
+        const double ms = median_ms(2, [&] {
+          at::Tensor y = nn::fixed_conv(in, w, b, taps == 1 ? 1 : d, s.stride, 1);
+          y.backward(torch::ones_like(y));
+        });
+        it = timed.emplace(key, ms).first;
+      }
+      cost.ms.push_back(it->second);
+    }
+    if (kind != CostModelKind::kMeasured) {
+      // Machine-blind: MACs in units of the backbone's, as if it took 1 ms.
+      for (double m : cost.macs) cost.ms.push_back(m / model.backbone_macs);
+    }
+    model.layers.push_back(cost);
+  }
+  if (kind != CostModelKind::kMeasured) model.backbone_step_ms = 1.0;
+  model.seconds = ms_since(t0) / 1000.0;
+  return model;
+}
+
+}  // namespace dash::search

@@ -1,0 +1,66 @@
+#pragma once
+// What each candidate (k, d) of each searchable layer costs the network it
+// would end up in: measured once per task on this machine, as latency-aware
+// NAS does, so that the search can weigh accuracy against time.
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "nn/architecture.h"
+#include "nn/backbones.h"
+#include "ops/fourier_mixture.h"
+
+namespace dash::search {
+
+enum class CostModelKind {
+  kMeasured,  // ms of a training step (forward + backward) of the layer, timed here
+  kMacs,      // multiply-accumulates per sample: deterministic, machine-blind
+};
+
+struct LayerCost {
+  std::vector<double> ms;    // per candidate; for kMacs, MACs scaled to the backbone's ms
+  std::vector<double> macs;  // multiply-accumulates per sample, per candidate
+};
+
+struct CostModel {
+  CostModelKind kind = CostModelKind::kMeasured;
+  ops::CandidateSpace space;
+  std::vector<LayerCost> layers;
+  double backbone_step_ms = 0;   // one training step of the plain backbone, timed
+  double backbone_macs = 0;      // per sample, the whole plain backbone
+  double seconds = 0;            // spent measuring
+
+  // Estimated step time of the network with `choice` (one candidate index per
+  // layer): the backbone's step plus each layer's difference to k=3, d=1.
+  double step_ms(const std::vector<int64_t>& choice) const;
+  double macs(const std::vector<int64_t>& choice) const;
+  // The candidate index of the plain layer (k=3, d=1), or of the cheapest
+  // when the space lacks it.
+  int64_t plain_index(size_t layer) const;
+  nlohmann::json to_json() const;
+};
+
+// Builds the plain network of `backbone` (FIXED layers, full convolutions,
+// as the retrain will) and times, for every layer and candidate, one forward
+// and backward of that layer alone at the size it runs at with `batch`
+// samples. Candidates that cropping makes identical at a layer's size are
+// timed once. `sample` is one batch of inputs of the task ([n, c, ...]).
+CostModel measure_costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& space,
+                        const at::Tensor& sample, CostModelKind kind);
+
+// Parameters and per-sample multiply-accumulates of the network `arch` of
+// `backbone` (convolutions, shortcuts and head; MACs count the taps that can
+// touch the input).
+struct NetworkSize {
+  int64_t params = 0;
+  double macs = 0;
+};
+NetworkSize network_size(const nn::BackboneSpec& backbone, const nn::Architecture& arch);
+
+// Candidate indices of an architecture in `space` (throws if a choice is not
+// in it).
+std::vector<int64_t> choice_indices(const ops::CandidateSpace& space, const nn::Architecture& arch);
+
+}  // namespace dash::search
