@@ -64,10 +64,10 @@ const std::vector<OptionDef>& table() {
        "learning rate of the architecture logits (default 0.05, 0.005 for dense tasks)"},
       {"field_penalty", "number", 0.5, nullptr, kSearchOnly, {},
        "push towards small receptive fields, in units of a typical data-gradient entry"},
-      {"cost_weight", "number", 1.0, nullptr, kSearchOnly, {},
+      {"cost_weight", "number", 4.0, nullptr, kSearchOnly, {},
        "push towards cheap candidates: weight of a candidate's extra step time over the "
        "backbone's step"},
-      {"max_cost_ratio", "number", 1.5, nullptr, kSearchOnly, {},
+      {"max_cost_ratio", "number", 1.25, nullptr, kSearchOnly, {},
        "the chosen network's estimated step may cost at most this many backbone steps "
        "(0: no limit)"},
       {"cost_model", "string", "measured", nullptr, kSearchOnly, {"measured", "macs"},
@@ -75,7 +75,7 @@ const std::vector<OptionDef>& table() {
        "(machine-blind, bit-reproducible)"},
       {"warmup_steps", "int", 20, nullptr, kSearchOnly, {},
        "search steps that train only the weights before the architecture logits move"},
-      {"patience", "int", 20, nullptr, kSearchOnly, {},
+      {"patience", "int", 15, nullptr, kSearchOnly, {},
        "a layer is frozen at its choice once it held for this many steps (with margin)"},
       {"margin", "number", 0.05, nullptr, kSearchOnly, {},
        "probability lead over the runner-up a layer needs to be frozen"},

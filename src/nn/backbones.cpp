@@ -21,8 +21,7 @@ int64_t resnet1d_mid_channels(const BackboneSpec& s) {
   // DASH's ResNet1D: min(4^(classes/10 + 1), 64), times our width multiplier.
   int64_t mid = 4;
   for (int64_t i = 0; i < s.num_outputs / 10 && mid < 64; ++i) mid *= 4;
-  mid = std::min<int64_t>(mid * 4, 64);
-  return mid * s.width;
+  return std::min<int64_t>(mid, 64) * s.width;
 }
 
 }  // namespace
@@ -31,6 +30,7 @@ std::string BackboneSpec::name() const {
   std::string n = kind == BackboneKind::kWideResNet
                       ? "wrn-" + std::to_string(depth) + "-" + std::to_string(width)
                       : "resnet1d-" + std::to_string(width);
+  if (causal) n += "-causal";
   return dense ? n + "-dense" : n;
 }
 
@@ -43,6 +43,9 @@ void BackboneSpec::validate() const {
     }
   } else if (dims() != 1) {
     throw std::invalid_argument("the ResNet1D backbone needs 1D inputs");
+  }
+  if (causal && kind != BackboneKind::kResNet1D) {
+    throw std::invalid_argument("only the 1D backbone can be causal");
   }
   if (width < 1 || width > 16) {
     throw std::invalid_argument("backbone width must be in [1, 16], got " + std::to_string(width));
@@ -130,11 +133,11 @@ BackboneImpl::BackboneImpl(const BackboneSpec& spec, const LayerSetup& setup) : 
   for (int b = 0; b < 3; ++b) {
     const std::string name = "block" + std::to_string(b);
     Block blk;
-    blk.conv1 = make_conv(setup, ConvShape{dims, in, outs[b], 1, true});
+    blk.conv1 = make_conv(setup, ConvShape{dims, in, outs[b], 1, true, spec.causal});
     blk.bn1 = batch_norm(dims, outs[b]);
-    blk.conv2 = make_conv(setup, ConvShape{dims, outs[b], outs[b], 1, true});
+    blk.conv2 = make_conv(setup, ConvShape{dims, outs[b], outs[b], 1, true, spec.causal});
     blk.bn2 = batch_norm(dims, outs[b]);
-    blk.conv3 = make_conv(setup, ConvShape{dims, outs[b], outs[b], 1, true});
+    blk.conv3 = make_conv(setup, ConvShape{dims, outs[b], outs[b], 1, true, spec.causal});
     blk.bn3 = batch_norm(dims, outs[b]);
     register_module(name + "_bn1", blk.bn1.ptr());
     register_module(name + "_bn2", blk.bn2.ptr());
@@ -183,7 +186,9 @@ at::Tensor BackboneImpl::forward_resnet1d(const at::Tensor& x) {
     at::Tensor out = dropout_->forward(torch::relu(b.bn1.forward(b.conv1->forward(h))));
     out = dropout_->forward(torch::relu(b.bn2.forward(b.conv2->forward(out))));
     out = torch::relu(b.bn3.forward(b.conv3->forward(out)));
-    h = out + (b.shortcut.is_empty() ? h : b.shortcut_bn.forward(b.shortcut.forward(h)));
+    // The reference's blocks add a residual only where the channels change
+    // (a 1x1 conv and BN); a block that keeps them has none.
+    h = b.shortcut.is_empty() ? out : out + b.shortcut_bn.forward(b.shortcut.forward(h));
   }
   if (spec_.dense) return head_.forward(h);
   return head_.forward(h.mean({2}));

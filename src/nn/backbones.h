@@ -24,6 +24,7 @@ struct BackboneSpec {
   int64_t num_outputs = 10;
   // Dense tasks: no downsampling, one output vector per position.
   bool dense = false;
+  bool causal = false;  // ResNet1D: causal FIXED convolutions (the search's mixture stays centred)
   double dropout = 0.0;
   // A fixed affine map of the outputs per output channel, raw * scale + shift,
   // so that the network's own outputs are O(1) whatever the targets' units

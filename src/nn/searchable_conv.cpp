@@ -118,6 +118,7 @@ SearchableConvImpl::SearchableConvImpl(const ConvShape& shape, const ops::Candid
 SearchableConvImpl::SearchableConvImpl(const ConvShape& shape, const LayerChoice& choice)
     : shape_(shape), mixture_(false), fixed_(choice) {
   check_shape(shape);
+  TORCH_CHECK(!shape.causal || shape.dims == 1, "SearchableConv: only 1D layers can be causal");
   TORCH_CHECK(choice.kernel_size >= 1 && choice.kernel_size % 2 == 1 && choice.dilation >= 1,
               "SearchableConv: kernel size must be odd and dilation >= 1, got k=",
               choice.kernel_size, " d=", choice.dilation);
@@ -189,7 +190,13 @@ int64_t SearchableConvImpl::active_field() const {
 
 at::Tensor SearchableConvImpl::forward(const at::Tensor& x) {
   last_spatial_.assign(x.sizes().begin() + 2, x.sizes().end());
-  if (!mixture_) return fixed_conv(x, weight_, bias_, fixed_.dilation, shape_.stride, 1);
+  if (!mixture_) {
+    // Causal: the k taps become the past half of a centred 2k-1 tap kernel
+    // whose future half is zero, so every path below stays a "same" one.
+    const at::Tensor w = shape_.causal ? at::constant_pad_nd(weight_, {0, fixed_.kernel_size - 1})
+                                       : weight_;
+    return fixed_conv(x, w, bias_, fixed_.dilation, shape_.stride, 1);
+  }
   if (frozen()) {
     const int64_t j = frozen_.item<int64_t>();
     return fixed_conv(x, candidates_[static_cast<size_t>(j)], bias_, space_.dilation(j),

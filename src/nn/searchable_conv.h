@@ -17,6 +17,8 @@ struct ConvShape {
   int64_t out = 1;
   int64_t stride = 1;
   bool bias = true;
+  // 1D FIXED layers: output t sees inputs t - d(k-1) ... t only.
+  bool causal = false;
 };
 
 // The kernel w [out, in, k...] with d-1 zeros between taps on every spatial

@@ -47,10 +47,10 @@ struct SearchOptions {
   // derivation). Both penalties are in units of a typical entry of the
   // normalised data gradient.
   double field_penalty = 0.5;  // x field(k, d) / largest field
-  double cost_weight = 1.0;    // x the candidate's extra step time / the backbone's step
+  double cost_weight = 4.0;    // x the candidate's extra step time / the backbone's step
   // The chosen network may cost at most this many times the backbone's step
   // (0: no limit); layers are moved to cheaper candidates until it does.
-  double max_cost_ratio = 1.5;
+  double max_cost_ratio = 1.25;
   CostModelKind cost_model = CostModelKind::kMeasured;
 
   // The stopping rule: weight-only steps first, then a layer is frozen at its
@@ -58,7 +58,7 @@ struct SearchOptions {
   // runner-up by `margin` in probability; candidates below `prune_below`
   // leave the mixture. The search ends when every layer is frozen.
   int64_t warmup_steps = 20;
-  int64_t patience = 20;
+  int64_t patience = 15;
   double margin = 0.05;
   double prune_below = 0.02;
 

@@ -263,6 +263,9 @@ void TaskSpec::validate() const {
                                 " tasks with loss \"" + to_string(loss) + "\"; use " +
                                 join_names(metrics));
   }
+  if (causal && input_shape.size() != 2) {
+    throw std::invalid_argument("task: \"causal\" applies only to 1D inputs ([channels, length])");
+  }
   if (pos_weight.has_value()) {
     if (loss != LossKind::kBCEWithLogits) {
       throw std::invalid_argument(
@@ -282,7 +285,7 @@ TaskSpec TaskSpec::from_json(const nlohmann::json& j) {
     throw std::invalid_argument(std::string("task: expected a JSON object, got ") + j.type_name());
   }
   static const char* const kKeys[] = {"kind", "input_shape", "num_classes", "num_outputs",
-                                      "loss", "metric",      "pos_weight"};
+                                      "loss", "metric",      "pos_weight", "causal"};
   for (const auto& item : j.items()) {
     bool known = false;
     for (const char* key : kKeys) known = known || item.key() == key;
@@ -350,6 +353,12 @@ TaskSpec TaskSpec::from_json(const nlohmann::json& j) {
     if (!v.is_number()) wrong_type("pos_weight", "a number", v);
     spec.pos_weight = v.get<double>();
   }
+  spec.causal = spec.kind == TaskKind::kDense && spec.input_shape.size() == 2;
+  if (j.contains("causal")) {
+    const auto& v = j.at("causal");
+    if (!v.is_boolean()) wrong_type("causal", "true or false", v);
+    spec.causal = v.get<bool>();
+  }
   spec.validate();
   return spec;
 }
@@ -362,6 +371,8 @@ nlohmann::json TaskSpec::to_json() const {
   j["loss"] = to_string(loss);
   j["metric"] = to_string(metric);
   if (pos_weight.has_value()) j["pos_weight"] = *pos_weight;
+  // Written only where it differs from its default, so older specs read the same.
+  if (causal != (kind == TaskKind::kDense && input_shape.size() == 2)) j["causal"] = causal;
   return j;
 }
 

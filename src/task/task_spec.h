@@ -37,6 +37,10 @@ struct TaskSpec {
   LossKind loss = LossKind::kCrossEntropy;
   MetricKind metric = MetricKind::kAccuracy;
   std::optional<double> pos_weight;  // bce_with_logits only
+  // 1D only: outputs may not depend on later positions (a causal backbone,
+  // as the reference's retrained ResNet1D). Default: on for dense 1D tasks
+  // (a target per position, e.g. the next notes of a piece), off otherwise.
+  bool causal = false;
 
   int dims() const { return static_cast<int>(input_shape.size()) - 1; }  // 1 or 2
   int64_t in_channels() const { return input_shape.at(0); }
@@ -56,7 +60,7 @@ struct TaskSpec {
 
   // Keys: "kind" (required), "input_shape" (required), "num_classes" (classification,
   // multilabel) or "num_outputs" (regression, dense), optional "loss", "metric",
-  // "pos_weight". Missing loss/metric take the kind's defaults. Unknown keys and
+  // "pos_weight", "causal". Missing loss/metric take the kind's defaults. Unknown keys and
   // wrong types are errors naming the key.
   static TaskSpec from_json(const nlohmann::json& j);
   nlohmann::json to_json() const;
