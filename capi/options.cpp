@@ -73,9 +73,9 @@ const std::vector<OptionDef>& table() {
       {"cost_model", "string", "measured", nullptr, kSearchOnly, {"measured", "macs"},
        "measured: time every candidate here once per task; macs: count multiply-accumulates "
        "(machine-blind, bit-reproducible)"},
-      {"warmup_steps", "int", 20, nullptr, kSearchOnly, {},
+      {"warmup_steps", "int", 10, nullptr, kSearchOnly, {},
        "search steps that train only the weights before the architecture logits move"},
-      {"patience", "int", 15, nullptr, kSearchOnly, {},
+      {"patience", "int", 10, nullptr, kSearchOnly, {},
        "a layer is frozen at its choice once it held for this many steps (with margin)"},
       {"margin", "number", 0.05, nullptr, kSearchOnly, {},
        "probability lead over the runner-up a layer needs to be frozen"},
@@ -92,7 +92,7 @@ const std::vector<OptionDef>& table() {
       {"hpo_epochs", "int", 0, nullptr, kSearchOnly, {},
        "epochs per grid point; 0: each point trains hpo_share x time_budget_s / (points + 1) "
        "seconds (1 epoch without a budget)"},
-      {"hpo_share", "number", 0.4, nullptr, kSearchOnly, {},
+      {"hpo_share", "number", 0.57, nullptr, kSearchOnly, {},
        "share of time_budget_s given to the guard and the grid"},
       {"fft_planner", "string", "estimate", "estimate", kBoth, {"estimate", "measure", "patient"},
        "FFTW planning: estimate is bit-reproducible; measure makes steps ~2x faster after "

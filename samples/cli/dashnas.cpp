@@ -8,8 +8,9 @@
 // Runs DASH (search, guard and hyperparameter grid, then retrain) or the plain
 // backbone (k=3, d=1 everywhere, the same grid, then retrain), evaluates on
 // test, and writes a JSON result. --budget is the whole run's wall-clock
-// budget: dash_search may use half of it (what it leaves, e.g. when the search
-// settles early, goes to the retrain), the retrain the rest. --set key=value sets an option of
+// budget: dash_search may use 35% of it (with the default hpo_share, 15% for
+// the search itself and 20% for the guard and grid trials; what it leaves,
+// e.g. when the search settles early, goes to the retrain), the retrain the rest. --set key=value sets an option of
 // dash_search and/or dash_retrain (whichever use it; --list-options shows them).
 // Ctrl-C cancels cleanly at the next step; with --work-dir the run resumes
 // from its last checkpoint with --resume.
@@ -208,7 +209,7 @@ int run(const Args& a) {
   // Both methods go through dash_search with the same budget: the backbone
   // skips the architecture search but gets the same hyperparameter grid.
   if (a.method == "backbone") search_opt["arch_search"] = false;
-  if (a.budget > 0) search_opt["time_budget_s"] = 0.5 * a.budget;
+  if (a.budget > 0) search_opt["time_budget_s"] = 0.35 * a.budget;
   check(dash_search(task, search_opt.dump().c_str(), print_progress, nullptr, &arch), "dash_search");
   search_s = seconds();
   std::unique_ptr<dash_arch, void (*)(dash_arch*)> arch_guard(arch, dash_arch_free);

@@ -160,7 +160,8 @@ std::vector<int64_t> within_cost(std::vector<int64_t> choice, const CostModel& c
       const int64_t now = choice[i];
       for (int64_t j = 0; j < static_cast<int64_t>(ms.size()); ++j) {
         const double saved = ms[static_cast<size_t>(now)] - ms[static_cast<size_t>(j)];
-        if (saved <= 0) continue;
+        // Differences under 1% of a step are timing noise, not savings.
+        if (saved <= 0.01 * cost.backbone_step_ms) continue;
         const double lost = logits[i][now].item<double>() - logits[i][j].item<double>();
         const double rate = std::max(0.0, lost) / saved;
         if (rate < best_rate) {
@@ -319,7 +320,7 @@ struct Trial {
   nn::Backbone net{nullptr};
 };
 
-// The guard's test. A short trial's validation score is noisy (on 1,000
+// The guard's test, also the grid's. A short trial's validation score is noisy (on 1,000
 // Fashion-MNIST images one standard error of an accuracy near 0.77 is 1.3
 // points), and a searched network that wins by noise costs the user a whole
 // retrain. So both trained networks are scored on the same kFolds folds of
@@ -328,15 +329,17 @@ struct Trial {
 // each fold is scored as a whole.
 constexpr int kGuardFolds = 10;
 
-struct GuardTest {
-  double advantage = 0;  // mean over folds, positive = the searched network is better
+struct PairedTest {
+  double advantage = 0;  // mean over folds, positive = the first network is better
   double stderr_ = 0;
-  bool searched_wins = false;
+  bool first_wins = false;
 };
 
-GuardTest guard_test(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& searched,
-                     nn::Backbone& plain, int64_t batch_size) {
-  GuardTest g;
+PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& first,
+                       nn::Backbone& second, int64_t batch_size) {
+  PairedTest g;
+  first->eval();
+  second->eval();
   const int64_t n = valid.size();
   const int folds = static_cast<int>(std::min<int64_t>(kGuardFolds, n));
   if (folds < 2) return g;
@@ -345,8 +348,8 @@ GuardTest guard_test(const task::TaskSpec& spec, const task::Split& valid, nn::B
   for (int f = 0; f < folds; ++f) {
     const int64_t start = n * f / folds, len = n * (f + 1) / folds - start;
     const task::Split part{valid.x.narrow(0, start, len), valid.y.narrow(0, start, len)};
-    const double a = train::evaluate(searched, spec, part, batch_size).metric;
-    const double b = train::evaluate(plain, spec, part, batch_size).metric;
+    const double a = train::evaluate(first, spec, part, batch_size).metric;
+    const double b = train::evaluate(second, spec, part, batch_size).metric;
     if (std::isfinite(a) && std::isfinite(b)) diff.push_back(sign * (a - b));
   }
   if (diff.size() < 2) return g;
@@ -357,7 +360,7 @@ GuardTest guard_test(const task::TaskSpec& spec, const task::Split& valid, nn::B
   var /= static_cast<double>(diff.size() - 1);
   g.advantage = mean;
   g.stderr_ = std::sqrt(var / static_cast<double>(diff.size()));
-  g.searched_wins = mean > g.stderr_;
+  g.first_wins = mean > g.stderr_;
   return g;
 }
 
@@ -454,17 +457,20 @@ SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
     const double per_trial =
         o.time_budget_s > 0 ? o.time_budget_s * o.hpo_share / static_cast<double>(grid.size() + 1) : 0;
     nlohmann::json trials = nlohmann::json::array();
-    double best = std::nan("");
+    // The best trial so far; a later one replaces it only when it validates
+    // better by more than one standard error (the same test as the guard), so
+    // a noisy short trial does not move the choice off the grid's first point.
+    Trial best;
+    int64_t best_index = -1;
+    int64_t run = 0;
     if (guard) {
       Trial searched = run_trial(spec, data, o, retrain_like, outcome.architecture, grid[0], per_trial,
                                  "searched", progress);
       Trial backbone = run_trial(spec, data, o, retrain_like, plain, grid[0], per_trial, "backbone", progress);
       trials.push_back(searched.json);
       trials.push_back(backbone.json);
-      searched.net->eval();
-      backbone.net->eval();
-      const GuardTest test = guard_test(spec, data.valid, searched.net, backbone.net, o.batch_size);
-      const bool keep = test.searched_wins;
+      const PairedTest test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size);
+      const bool keep = test.first_wins;
       outcome.report["guard"] = {
           {"chosen", keep ? "searched" : "backbone"},
           {"searched_valid", number_or_null(searched.valid)},
@@ -476,24 +482,30 @@ SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
                        : "after the same training time the searched network was not better than the "
                          "plain backbone by more than one standard error over the folds of valid"}};
       if (!keep) outcome.architecture = plain;
-      best = keep ? searched.valid : backbone.valid;
+      best = keep ? searched : backbone;
+      best_index = 0;
+      run = 1;
     } else if (o.arch_search) {
       outcome.report["guard"] = {{"chosen", o.guard ? "searched" : "searched (guard off)"},
                                  {"why", o.guard ? "the search chose the plain backbone itself"
                                                  : "the guard is off"}};
     }
-    double best_at_lr_change = std::nan("");
-    for (size_t i = guard ? 1 : 0; i < grid.size() && o.hpo; ++i) {
+    int64_t best_at_lr_change = -1;
+    for (size_t i = static_cast<size_t>(run); i < grid.size() && o.hpo; ++i) {
       const auto& hp = grid[i];
       if (i > 0 && hp.lr != grid[i - 1].lr) {
-        if (!std::isnan(best_at_lr_change) && best == best_at_lr_change) break;
-        best_at_lr_change = best;
+        if (best_at_lr_change >= 0 && best_index == best_at_lr_change) break;
+        best_at_lr_change = best_index;
       }
       Trial t = run_trial(spec, data, o, retrain_like, outcome.architecture, hp, per_trial,
                           outcome.architecture.layers == plain.layers ? "backbone" : "searched", progress);
       trials.push_back(t.json);
-      if (train::better(spec, t.valid, best)) {
-        best = t.valid;
+      const bool wins = best_index < 0
+                            ? true
+                            : paired_test(spec, data.valid, t.net, best.net, o.batch_size).first_wins;
+      if (wins) {
+        best = t;
+        best_index = static_cast<int64_t>(i);
         outcome.hp = hp;
       }
     }

@@ -37,7 +37,7 @@ struct SearchOptions {
   // The whole call (search, cost measurement, guard and grid); the search
   // itself gets (1 - hpo_share) of it, the guard and grid the rest.
   double time_budget_s = 0;
-  double hpo_share = 0.4;
+  double hpo_share = 0.57;
   // NaN: the task's default (DASH: 0.1 and 0.05; 0.01 and 0.005 for dense tasks).
   double lr = std::numeric_limits<double>::quiet_NaN();
   train::ArchOptions arch{std::numeric_limits<double>::quiet_NaN(), 0.9, 5e-4, 1.0};
@@ -57,8 +57,8 @@ struct SearchOptions {
   // argmax once that has not changed for `patience` steps and leads the
   // runner-up by `margin` in probability; candidates below `prune_below`
   // leave the mixture. The search ends when every layer is frozen.
-  int64_t warmup_steps = 20;
-  int64_t patience = 15;
+  int64_t warmup_steps = 10;
+  int64_t patience = 10;
   double margin = 0.05;
   double prune_below = 0.02;
 
