@@ -31,6 +31,7 @@ struct CostModel {
   double backbone_step_ms = 0;   // one training step of the plain backbone, timed
   double backbone_macs = 0;      // per sample, the whole plain backbone
   double seconds = 0;            // spent measuring
+  std::string fallback;          // why MACs replaced the timings ("" if they did not)
 
   // Estimated step time of the network with `choice` (one candidate index per
   // layer): the backbone's step plus each layer's difference to k=3, d=1.
@@ -47,8 +48,10 @@ struct CostModel {
 // and backward of that layer alone at the size it runs at with `batch`
 // samples. Candidates that cropping makes identical at a layer's size are
 // timed once. `sample` is one batch of inputs of the task ([n, c, ...]).
+// When timing would take longer than max_seconds (0: no limit), it stops and
+// returns the MACs model instead, with `fallback` saying why.
 CostModel measure_costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& space,
-                        const at::Tensor& sample, CostModelKind kind);
+                        const at::Tensor& sample, CostModelKind kind, double max_seconds = 0);
 
 // Parameters and per-sample multiply-accumulates of the network `arch` of
 // `backbone` (convolutions, shortcuts and head; MACs count the taps that can

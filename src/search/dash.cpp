@@ -422,7 +422,7 @@ SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
   outcome.architecture = plain;
   if (o.arch_search) {
     const at::Tensor sample = data.train.x.narrow(0, 0, std::min<int64_t>(o.batch_size, data.train.size()));
-    const CostModel cost = measure_costs(retrain_like, space, sample, o.cost_model);
+    const CostModel cost = measure_costs(retrain_like, space, sample, o.cost_model, 0.05 * o.time_budget_s);
     outcome.report["costs"] = cost.to_json();
     const double search_budget =
         o.time_budget_s > 0 ? std::max(1.0, o.time_budget_s * (1 - o.hpo_share) - cost.seconds) : 0;
