@@ -135,7 +135,9 @@ typedef int (*dash_progress_fn)(const dash_progress *event, void *user_data);
  *                                    "relative_l2", "mae", "mean_average_precision"),
  *             "loss": optional      ("cross_entropy", "bce_with_logits", "mse",
  *                                    "relative_l2"),
- *             "pos_weight": optional (multilabel: one positive weight per class)}
+ *             "pos_weight": optional (multilabel: one positive weight per class),
+ *             "causal": optional    (1D only: outputs see no later positions;
+ *                                    default true for dense 1D tasks, else false)}
  * Targets: classification y is int64_t [n] in [0, num_classes); multilabel y
  * is float [n, num_classes] of 0/1; regression y is float [n, num_outputs];
  * dense y is float [n, num_outputs, spatial...] with the input's spatial shape. */
