@@ -241,7 +241,8 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   torch::manual_seed(opt.seed);
   at::Generator order_gen = at::detail::createCPUGenerator(opt.seed ^ 0x5eedULL);
 
-  torch::optim::SGD weights(model->weight_parameters(),
+  const std::vector<at::Tensor> weight_params = model->weight_parameters();
+  torch::optim::SGD weights(weight_params,
                             torch::optim::SGDOptions(opt.hp.lr)
                                 .momentum(opt.hp.momentum)
                                 .nesterov(opt.hp.momentum > 0)
@@ -314,7 +315,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       // Only the weights are clipped: the logits' gradient has a scale of its
       // own (set by the search), which must not shrink every weight's step.
       if (opt.clip_grad_norm > 0) {
-        torch::nn::utils::clip_grad_norm_(model->weight_parameters(), opt.clip_grad_norm);
+        torch::nn::utils::clip_grad_norm_(weight_params, opt.clip_grad_norm);
       }
 
       const double elapsed = seconds_since(t0);
