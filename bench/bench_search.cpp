@@ -17,6 +17,7 @@
 #include <cstring>
 #include <string>
 
+#include "ops/cpu/fftw_plans.h"
 #include "search/dash.h"
 #include "task/dataset.h"
 #include "task/io.h"
@@ -107,7 +108,9 @@ int main(int argc, char** argv) {
     so.hpo_share = 0.01;  // the search itself gets (almost) all of it
     so.hpo = false;
     so.guard = false;
+    const auto plans0 = dash::ops::cpu::fft_plan_stats();
     const auto out = dash::search::run_search(c.spec, data, so, nullptr);
+    const auto plans1 = dash::ops::cpu::fft_plan_stats();
     const auto& s = out.report["search"];
     const double search_ms = s["seconds"].get<double>() * 1000.0 / s["steps_done"].get<double>();
     int64_t frozen = 0;
@@ -116,12 +119,14 @@ int main(int argc, char** argv) {
         "{\"config\": \"%s\", \"threads\": %d, \"search_ms\": %.1f, \"plain_ms\": %.1f, "
         "\"search_over_plain\": %.2f, \"search_steps\": %lld, \"search_s\": %.1f, "
         "\"stopped_early\": %s, \"layers_frozen\": %lld, \"layers\": %zu, \"pruned\": %lld, "
-        "\"cost_model_s\": %.1f}\n",
+        "\"cost_model_s\": %.1f, \"fft_plans\": %lld, \"fft_planning_s\": %.1f, \"fft_planner\": \"%s\"}\n",
         c.name.c_str(), threads, search_ms, plain_ms, search_ms / plain_ms,
         static_cast<long long>(s["steps_done"].get<int64_t>()), s["seconds"].get<double>(),
         s["stopped_early"].get<bool>() ? "true" : "false", static_cast<long long>(frozen),
         s["frozen_at_step"].size(), static_cast<long long>(s["pruned_candidates"].get<int64_t>()),
-        out.report["costs"]["seconds"].get<double>());
+        out.report["costs"]["seconds"].get<double>(),
+        static_cast<long long>(plans1.created - plans0.created), plans1.planning_s - plans0.planning_s,
+        dash::ops::cpu::fft_planner().c_str());
     std::fflush(stdout);
   }
   return 0;

@@ -94,9 +94,9 @@ const std::vector<OptionDef>& table() {
        "seconds (1 epoch without a budget)"},
       {"hpo_share", "number", 0.57, nullptr, kSearchOnly, {},
        "share of time_budget_s given to the guard and the grid"},
-      {"fft_planner", "string", "estimate", "estimate", kBoth, {"estimate", "measure", "patient"},
-       "FFTW planning: estimate is bit-reproducible; measure makes steps ~2x faster after "
-       "tens of seconds of planning"},
+      {"fft_planner", "string", "auto", "auto", kBoth, {"auto", "estimate", "measure", "patient"},
+       "FFTW planning: auto measures 2D plans and estimates 1D ones (fastest searches measured); "
+       "estimate is bit-reproducible between processes"},
       {"checkpoint_dir", "string", "", "", kBoth, {},
        "where checkpoints go at each epoch end (\"\": none)"},
       {"resume", "bool", false, false, kBoth, {}, "continue from the checkpoints in checkpoint_dir"},

@@ -397,6 +397,27 @@ TEST(PlanCache, PlansAreMadeOnceAndReused) {
   EXPECT_GT(later.reused, first.reused);
 }
 
+TEST(PlanCache, ANewBatchSizeMakesNoNewPlanAndGivesTheSameSamples) {
+  // Plans cover one sample, so the last, short batch of an epoch (or an
+  // evaluation batch) reuses the training batch's plans; every sample's
+  // result is that of the sample alone.
+  torch::manual_seed(6);
+  CandidateSpace space{{3, 5}, {1, 3}};
+  at::Tensor x = torch::randn({5, 4, 21, 18}, f32());
+  auto weights = ref::random_candidates(space, 4, 1, 2, f32());
+  at::Tensor p = torch::softmax(torch::randn({space.size()}), 0);
+  auto forward = [&](const at::Tensor& xb) {
+    return dash::ops::fourier_mixture(xb, weights, p, space, c10::nullopt, {1}, 4);
+  };
+  const at::Tensor full = forward(x);
+  const auto before = dash::ops::cpu::fft_plan_stats();
+  const at::Tensor part = forward(x.narrow(0, 1, 2).contiguous());
+  const auto after = dash::ops::cpu::fft_plan_stats();
+  EXPECT_EQ(after.created, before.created) << "batch 2 after batch 5 must not plan again";
+  EXPECT_LT(rel_err(part, full.narrow(0, 1, 2)), 1e-6);
+  EXPECT_LT(rel_err(part, ref::naive_mixture(x.narrow(0, 1, 2), weights, p, space, 1, 4)), 2e-5);
+}
+
 TEST(PlanCache, TwoThreadsRunTheOperatorAtOnce) {
   torch::manual_seed(9);
   CandidateSpace space{{3, 5, 7}, {1, 3}};

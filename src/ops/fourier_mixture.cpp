@@ -172,9 +172,19 @@ at::Tensor fourier_mixture(const at::Tensor& x, const std::vector<at::Tensor>& w
               x.dim(), "D");
   if (field <= 0) field = space.receptive_field();
   TORCH_CHECK(field % 2 == 1, "fourier_mixture: the field must be odd, got ", field);
+  // Per axis, the frame is as wide as the farthest tap any candidate keeps:
+  // taps beyond +-(n-1) never touch an input of length n, and a dilated
+  // candidate's kept taps may stop well short of the cap (on 28x28 with
+  // D={1,3,7,15}: +-21, a 43-tap frame instead of 55). Exact either way.
   std::vector<int64_t> frame;
   for (int64_t axis = 2; axis < x.dim(); ++axis) {
-    frame.push_back(std::min(field, 2 * x.size(axis) - 1));
+    const int64_t half_cap = (std::min(field, 2 * x.size(axis) - 1) - 1) / 2;
+    int64_t half = 0;
+    for (int64_t j = 0; j < space.size(); ++j) {
+      const int64_t d = space.dilation(j);
+      half = std::max(half, d * std::min((space.kernel_size(j) - 1) / 2, half_cap / d));
+    }
+    frame.push_back(2 * half + 1);
   }
   return spectral_conv(x, mix_kernels(weights, probs, space, frame), bias, stride, groups);
 }

@@ -14,14 +14,16 @@ namespace dash::ops::cpu {
 struct FftPlanStats {
   int64_t created = 0;  // plans made by the FFTW planner
   int64_t reused = 0;   // executions that found their plan in the cache
+  double planning_s = 0;  // seconds spent in the planner
 };
 FftPlanStats fft_plan_stats();
 
 // FFTW's planner effort for plans made from now on: "estimate" (no timing, so
 // the same plans and bit-identical results in every process), "measure" (times
-// candidate algorithms: about 2x faster steps after tens of seconds of
-// planning, but plans and rounding may differ between processes) or
-// "patient". The initial value comes from DASH_FFTW_PLANNER, else "measure".
+// candidate algorithms: faster steps, but plans and rounding may differ between
+// processes), "patient", or "auto": measure 2D plans, estimate 1D ones (see
+// fftw_plans.cpp for the measurement). The initial value comes from
+// DASH_FFTW_PLANNER, else "auto".
 void set_fft_planner(const std::string& effort);
 std::string fft_planner();
 
