@@ -10,6 +10,7 @@
 #include "nn/searchable_conv.h"
 #include "search/dash.h"
 #include "support/reference.h"
+#include "task/loss_metric.h"
 #include "train/trainer.h"
 
 namespace {
@@ -423,6 +424,44 @@ TEST(Training, StopsAtTheWallClockBudget) {
   EXPECT_TRUE(r.budget_hit);
   EXPECT_LT(r.epochs_done, 1000);
   EXPECT_LT(r.seconds, 5.0);
+}
+
+TEST(Training, ADenseMaskGetsItsPosWeightFromTheTrainSplit) {
+  auto spec = dash::task::TaskSpec::from_json({{"kind", "dense"},
+                                               {"input_shape", {1, 12, 12}},
+                                               {"num_outputs", 1},
+                                               {"loss", "bce_with_logits"}});
+  dash::task::Dataset data;
+  torch::manual_seed(3);
+  at::Tensor x = torch::randn({16, 1, 12, 12});
+  data.train = {x, x.gt(2.0).to(at::kFloat)};  // ~2% positives
+  data.valid = {x.narrow(0, 0, 4), data.train.y.narrow(0, 0, 4)};
+  const double expected = dash::task::balancing_pos_weight(data.train.y);
+  ASSERT_GT(expected, 10.0);
+  dash::search::RetrainOptions ro;
+  ro.epochs = 1;
+  ro.batch_size = 8;
+  const Architecture plain = Architecture::plain(dash::search::backbone_for(spec, 16, 1, 0).name(), 13);
+  const dash::train::Hyperparams hp{0.01, 0.9, 5e-4, 0.0};
+  auto r = dash::search::run_retrain(spec, data, plain, hp, ro, nullptr);
+  ASSERT_TRUE(r.report.contains("pos_weight"));
+  EXPECT_DOUBLE_EQ(r.report["pos_weight"]["value"].get<double>(), expected);
+  EXPECT_EQ(r.report["metric_name"], "map");
+  spec.pos_weight = 2.0;  // the user's own weight is kept and not reported as derived
+  auto u = dash::search::run_retrain(spec, data, plain, hp, ro, nullptr);
+  EXPECT_FALSE(u.report.contains("pos_weight"));
+}
+
+TEST(Training, ARetrainThatCannotTrainEnoughStepsSaysSo) {
+  const auto spec = binary_1d_spec();
+  const auto data = far_apart_task(256, 7);
+  dash::search::RetrainOptions ro;
+  ro.batch_size = 16;
+  ro.time_budget_s = 0.2;  // well under 300 steps on any CPU
+  const dash::train::Hyperparams hp{0.05, 0.9, 5e-4, 0.0};
+  auto r = dash::search::run_retrain(spec, data, Architecture::plain("resnet1d-1", 9), hp, ro, nullptr);
+  ASSERT_TRUE(r.report["retrain"]["warning"].is_string());
+  EXPECT_NE(r.report["retrain"]["warning"].get<std::string>().find("fewer than the 300"), std::string::npos);
 }
 
 TEST(Training, ASearchedWideFieldBeatsThePlainBackbone) {

@@ -266,6 +266,34 @@ TEST(TaskSpec, LossAndMetricMustFitTheKind) {
                                        {"metric", "accuracy"}}));
 }
 
+TEST(TaskSpec, DenseMasksDefaultToAveragePrecision) {
+  // Rare positives per position: accuracy rewards all-negative outputs, so a
+  // dense bce_with_logits task is scored by map unless it asks otherwise.
+  const nlohmann::json mask = {{"kind", "dense"}, {"input_shape", {1, 16, 16}}, {"num_outputs", 1},
+                               {"loss", "bce_with_logits"}};
+  EXPECT_EQ(TaskSpec::from_json(mask).metric, MetricKind::kMeanAveragePrecision);
+  nlohmann::json auroc = mask;
+  auroc["metric"] = "macro_auroc";
+  EXPECT_EQ(TaskSpec::from_json(auroc).metric, MetricKind::kMacroAUROC);
+  // Other dense losses keep relative_l2 and may not rank.
+  nlohmann::json field = {{"kind", "dense"}, {"input_shape", {1, 16, 16}}, {"num_outputs", 1}};
+  EXPECT_EQ(TaskSpec::from_json(field).metric, MetricKind::kRelativeL2);
+  field["metric"] = "map";
+  EXPECT_THROW(TaskSpec::from_json(field), std::invalid_argument);
+}
+
+TEST(Loss, BalancingPosWeightIsNegativesOverPositives) {
+  at::Tensor y = torch::zeros({4, 1, 5, 5});
+  y[0][0][1][2] = 1;
+  y[3][0][4][4] = 1;
+  EXPECT_DOUBLE_EQ(dash::task::balancing_pos_weight(y), 98.0 / 2.0);
+  EXPECT_DOUBLE_EQ(dash::task::balancing_pos_weight(torch::zeros({3, 2})), 1.0);
+  EXPECT_DOUBLE_EQ(dash::task::balancing_pos_weight(torch::ones({3, 2})), 1.0);
+  at::Tensor rare = torch::zeros({200000});
+  rare[7] = 1;
+  EXPECT_DOUBLE_EQ(dash::task::balancing_pos_weight(rare), 1e3);  // capped
+}
+
 TEST(TaskSpec, PosWeightOnlyWithBCEAndPositive) {
   EXPECT_ERROR(TaskSpec::from_json({{"kind", "classification"},
                                     {"input_shape", {1, 8}},

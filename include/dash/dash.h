@@ -132,10 +132,13 @@ typedef int (*dash_progress_fn)(const dash_progress *event, void *user_data);
  *             "num_outputs": N      (regression: values per sample;
  *                                    dense: channels per position),
  *             "metric": optional    ("accuracy", "macro_auroc", "macro_f1",
- *                                    "relative_l2", "mae", "mean_average_precision"),
+ *                                    "relative_l2", "mae", "map"; dense tasks with
+ *                                    bce_with_logits default to "map", per position),
  *             "loss": optional      ("cross_entropy", "bce_with_logits", "mse",
  *                                    "relative_l2"),
- *             "pos_weight": optional (multilabel: one positive weight per class),
+ *             "pos_weight": optional (bce_with_logits: one weight for every
+ *                                    positive; dense tasks without it get
+ *                                    negatives / positives of the train split),
  *             "causal": optional    (1D only: outputs see no later positions;
  *                                    default true for dense 1D tasks, else false)}
  * Targets: classification y is int64_t [n] in [0, num_classes); multilabel y

@@ -243,6 +243,13 @@ int run(const Args& a) {
   check(dash_model_info(model, &info), "dash_model_info");
   result["training"] = json::parse(take_string(info))["report"];
   const json& retrained = result["training"];
+  if (retrained.contains("retrain") && retrained["retrain"].value("warning", json()).is_string()) {
+    std::fprintf(stderr, "warning: %s\n", retrained["retrain"]["warning"].get<std::string>().c_str());
+  }
+  if (retrained.contains("pos_weight")) {
+    std::fprintf(stderr, "pos_weight %.4g from the train split\n",
+                 retrained["pos_weight"]["value"].get<double>());
+  }
   if (n_test > 0 && retrained.contains("test_metric") && retrained["test_metric"].is_number()) {
     // The retrain scored test once, inside its budget: no second pass.
     result["metric_name"] = retrained["metric_name"];

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "task/loss_metric.h"
+
 namespace dash::search {
 namespace {
 
@@ -89,6 +91,20 @@ task::Dataset prepare(const task::Dataset& data, task::Normalizer* normalizer_ou
 namespace {
 
 bool dense_task(const task::TaskSpec& spec) { return spec.kind == task::TaskKind::kDense; }
+
+// A dense binary target with rare positives (a mask, well under 1% of the
+// positions) trains towards all-negative outputs without a positive weight;
+// unless the task sets one, it is taken from the train split and reported.
+task::TaskSpec with_pos_weight(task::TaskSpec spec, const task::Dataset& data, nlohmann::json* report) {
+  if (spec.kind != task::TaskKind::kDense || spec.loss != task::LossKind::kBCEWithLogits ||
+      spec.pos_weight.has_value() || data.train.empty()) {
+    return spec;
+  }
+  spec.pos_weight = task::balancing_pos_weight(data.train.y);
+  (*report)["pos_weight"] = {{"value", *spec.pos_weight},
+                             {"from", "the train split: negatives / positives"}};
+  return spec;
+}
 
 // One step's treatment of the architecture gradient, and the argument for it.
 //
@@ -398,10 +414,11 @@ Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const Sea
 
 }  // namespace
 
-SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
+SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& data,
                          const SearchOptions& options, const train::ProgressFn& progress) {
   const auto t_call = Clock::now();
   SearchOutcome outcome;
+  const task::TaskSpec spec = with_pos_weight(task_spec, data, &outcome.report);
   SearchOptions o = options;
   const bool dense = dense_task(spec);
   if (std::isnan(o.lr)) o.lr = dense ? 0.01 : 0.1;
@@ -519,10 +536,12 @@ SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,
   return outcome;
 }
 
-RetrainOutcome run_retrain(const task::TaskSpec& spec, const task::Dataset& data,
+RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset& data,
                            const nn::Architecture& architecture, const train::Hyperparams& hp,
                            const RetrainOptions& options, const train::ProgressFn& progress) {
   RetrainOutcome outcome;
+  nlohmann::json derived;
+  const task::TaskSpec spec = with_pos_weight(task_spec, data, &derived);
   nn::BackboneSpec bspec = backbone_for(spec, options.depth, options.width, hp.dropout);
   fit_output_affine(spec, data.train.y, &bspec);
   if (architecture.layers.size() != bspec.searchable_layers()) {
@@ -541,6 +560,7 @@ RetrainOutcome run_retrain(const task::TaskSpec& spec, const task::Dataset& data
   ro.epochs = options.epochs > 0 ? options.epochs : (options.time_budget_s > 0 ? 0 : 10);
   ro.time_budget_s = options.time_budget_s;
   ro.tail_eval_samples = data.test.size();  // the one test evaluation belongs to this call
+  ro.warn_below_steps = 300;
   ro.batch_size = options.batch_size;
   ro.batch_fraction = options.batch_fraction;
   ro.hp = hp;
@@ -562,6 +582,7 @@ RetrainOutcome run_retrain(const task::TaskSpec& spec, const task::Dataset& data
                     {"metric_name", task::to_string(spec.metric)},
                     {"higher_is_better", task::higher_is_better(spec.metric)},
                     {"seconds", outcome.seconds}};
+  if (!derived.is_null()) outcome.report.update(derived);
   return outcome;
 }
 

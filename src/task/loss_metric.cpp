@@ -1,5 +1,6 @@
 #include "task/loss_metric.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -232,6 +233,14 @@ at::Tensor compute_loss(const TaskSpec& spec, const at::Tensor& outputs, const a
       break;
   }
   bad(who, "unknown loss");
+}
+
+double balancing_pos_weight(const at::Tensor& y) {
+  const at::Tensor positive = y.detach().cpu().to(at::kDouble).gt(0.5);
+  const double pos = positive.sum().item<double>();
+  const double neg = static_cast<double>(positive.numel()) - pos;
+  if (pos == 0 || neg == 0) return 1.0;
+  return std::clamp(neg / pos, 1e-3, 1e3);
 }
 
 double compute_metric(MetricKind metric, const at::Tensor& outputs_in, const at::Tensor& y_in) {

@@ -30,4 +30,9 @@ at::Tensor compute_loss(const TaskSpec& spec, const at::Tensor& outputs, const a
 // std::invalid_argument on mismatched shapes, labels out of range or no rows.
 double compute_metric(MetricKind metric, const at::Tensor& outputs, const at::Tensor& y);
 
+// bce_with_logits' positive weight that balances 0/1 targets y (any shape):
+// negatives / positives, within [1e-3, 1e3]; 1 when y has no positives or no
+// negatives.
+double balancing_pos_weight(const at::Tensor& y);
+
 }  // namespace dash::task

@@ -61,7 +61,10 @@ std::vector<MetricKind> metrics_for(TaskKind kind, LossKind loss) {
       return {MetricKind::kMAE, MetricKind::kRelativeL2};
     case TaskKind::kDense:
       if (loss == LossKind::kBCEWithLogits) {
-        return {MetricKind::kRelativeL2, MetricKind::kMAE, MetricKind::kAccuracy};
+        // Per position, each position one more sample: for rare positives
+        // accuracy says little (all-negative scores 99%), ranking metrics do.
+        return {MetricKind::kMeanAveragePrecision, MetricKind::kMacroAUROC, MetricKind::kAccuracy,
+                MetricKind::kRelativeL2, MetricKind::kMAE};
       }
       return {MetricKind::kRelativeL2, MetricKind::kMAE};
   }
@@ -190,7 +193,10 @@ LossKind default_loss(TaskKind k) {
   return LossKind::kCrossEntropy;
 }
 
-MetricKind default_metric(TaskKind k) {
+MetricKind default_metric(TaskKind k, LossKind loss) {
+  if (k == TaskKind::kDense && loss == LossKind::kBCEWithLogits) {
+    return MetricKind::kMeanAveragePrecision;
+  }
   switch (k) {
     case TaskKind::kClassification:
       return MetricKind::kAccuracy;
@@ -337,9 +343,7 @@ TaskSpec TaskSpec::from_json(const nlohmann::json& j) {
       throw std::invalid_argument(std::string("task: \"loss\": ") + e.what());
     }
   }
-  // A kind's default metric fits its default loss; with another loss the
-  // default must still fit, which holds for every kind today.
-  spec.metric = default_metric(spec.kind);
+  spec.metric = default_metric(spec.kind, spec.loss);
   if (j.contains("metric")) {
     const std::string name = get_string(j, "metric");
     try {

@@ -55,7 +55,7 @@ struct TaskSpec {
   // regression mse, relative_l2; dense relative_l2, mse, bce_with_logits (a
   // mask per position). Metrics: classification and multilabel accuracy,
   // macro_auroc, macro_f1, map; regression and dense mae, relative_l2, and
-  // dense with bce_with_logits also accuracy.
+  // dense with bce_with_logits also map (its default), macro_auroc, accuracy.
   void validate() const;
 
   // Keys: "kind" (required), "input_shape" (required), "num_classes" (classification,
@@ -67,6 +67,7 @@ struct TaskSpec {
 };
 
 LossKind default_loss(TaskKind);
-MetricKind default_metric(TaskKind);
+// Dense tasks with bce_with_logits (a mask per position) default to map.
+MetricKind default_metric(TaskKind, LossKind);
 
 }  // namespace dash::task

@@ -187,6 +187,7 @@ nlohmann::json StageResult::to_json() const {
           {"best_epoch", best_epoch},
           {"seconds", seconds},
           {"budget_hit", budget_hit},
+          {"warning", warning.empty() ? nlohmann::json() : nlohmann::json(warning)},
           {"history", h}};
 }
 
@@ -286,6 +287,24 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
                                      std::chrono::duration<double>(s.elapsed));
   StageResult result;
   model->train();
+  // A budget that affords too few steps to train is said once: from the first
+  // kProbeSteps steps, or at the end if the stage stopped before them.
+  constexpr int64_t kProbeSteps = 3;
+  auto warn_if_few_steps = [&](double elapsed, int64_t steps_so_far) {
+    if (opt.warn_below_steps <= 0 || !(opt.time_budget_s > 0) || steps_so_far <= 0 ||
+        !result.warning.empty()) {
+      return;
+    }
+    const double per_step = elapsed / static_cast<double>(steps_so_far);
+    const auto projected = static_cast<int64_t>(opt.time_budget_s / per_step);
+    if (projected >= opt.warn_below_steps) return;
+    result.warning = opt.stage + ": its " + std::to_string(static_cast<int64_t>(opt.time_budget_s)) +
+                     " s afford about " + std::to_string(projected) + " steps of " +
+                     std::to_string(static_cast<int64_t>(per_step * 1000)) + " ms, fewer than the " +
+                     std::to_string(opt.warn_below_steps) +
+                     " a network needs to learn much; give more time, fewer or smaller samples "
+                     "(max_train), or a narrower network (width)";
+  };
 
   for (int64_t epoch = s.epochs_done + 1;
        epoch <= max_epochs && !result.budget_hit && !result.stopped_early; ++epoch) {
@@ -334,6 +353,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       if (opt.after_step && opt.after_step(s.global_step)) result.stopped_early = true;
 
       const double now = seconds_since(t0);
+      if (s.global_step == kProbeSteps) warn_if_few_steps(now, s.global_step);
       if (progress) {
         Progress p;
         p.stage = opt.stage;
@@ -404,6 +424,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   result.epochs_done = s.epochs_done;
   result.steps_done = s.global_step;
   result.seconds = seconds_since(t0);
+  if (result.budget_hit && s.global_step < kProbeSteps) warn_if_few_steps(result.seconds, s.global_step);
   return result;
 }
 

@@ -60,6 +60,9 @@ struct StageOptions {
   // their estimated time is kept out of time_budget_s, so that the whole
   // call fits in it.
   int64_t tail_eval_samples = 0;
+  // With a time budget: warn (StageResult::warning) when the first steps
+  // project fewer than this many steps in the budget (0: never).
+  int64_t warn_below_steps = 0;
   bool keep_best = true;        // end with the best-validated weights
   std::string checkpoint;       // "" for none
   bool resume = false;          // continue from `checkpoint` if it exists
@@ -82,6 +85,7 @@ struct StageResult {
   double seconds = 0;
   bool budget_hit = false;
   bool stopped_early = false;   // after_step asked to end the stage
+  std::string warning;          // e.g. the budget affords too few steps to train
   nlohmann::json to_json() const;
 };
 
