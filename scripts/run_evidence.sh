@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Issue-3 evidence: on each task, the plain backbone (k=3, d=1 everywhere) and
-# DASH (search + grid + retrain), each with the same total wall-clock budget.
-# Appends one run per method to bench/results/<task>.json (a JSON list) and
-# prints the table.
+# Evidence: on each task, the plain backbone (k=3, d=1 everywhere, the same
+# grid) and DASH (search + guard + grid + retrain) with the same wall-clock
+# budget, run side by side: both at once, one thread each, for every seed.
+# Appends every run (seed, stages, epochs, seconds, architecture, the guard's
+# choice, costs: the whole report) to bench/results/<task>.json and prints
+# the table of means and spreads.
 #
-#   scripts/run_evidence.sh [task ...]     tasks: fashion_mnist darcy spoken_digits
-# Environment: BUDGET (seconds per run, default 600), THREADS (default 2),
-# SEED (default 0), DATA (where generated data sets go, default data/),
-# RESULTS (default bench/results).
+#   scripts/run_evidence.sh [task ...]   tasks: fashion_mnist darcy spoken_digits spoken_digits_raw
+# Environment: BUDGET (seconds per run, default 600), SEEDS (default "0 1 2"),
+# DATA (where generated data sets go, default data/), RESULTS (default bench/results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,14 +20,13 @@ scripts/setup.sh >/dev/null
 cmake --build build -j "$(nproc)" --target dashnas_cli
 
 budget=${BUDGET:-600}
-threads=${THREADS:-2}
 data=${DATA:-data}
 results=${RESULTS:-bench/results}
 mkdir -p "$results"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 fm=/usr/share/datasets/fashion-mnist
 tasks=("$@")
-[ ${#tasks[@]} -gt 0 ] || tasks=(fashion_mnist darcy spoken_digits)
+[ ${#tasks[@]} -gt 0 ] || tasks=(fashion_mnist darcy spoken_digits spoken_digits_raw)
 export OMP_WAIT_POLICY=PASSIVE
 
 for task in "${tasks[@]}"; do
@@ -37,39 +37,50 @@ for task in "${tasks[@]}"; do
       files=(--train-x "$fm/train-images-idx3-ubyte.gz" --train-y "$fm/train-labels-idx1-ubyte.gz"
              --test-x "$fm/t10k-images-idx3-ubyte.gz" --test-y "$fm/t10k-labels-idx1-ubyte.gz")
       extra=(--set max_train=10000) ;;
-    darcy|spoken_digits)
+    darcy|spoken_digits|spoken_digits_raw)
+      gen_task=${task%_raw}
       if [ ! -f "$data/$task/test_y.npy" ]; then
-        gen=(/usr/bin/python3 "scripts/data/$task.py" --out "$data/$task")
-        # Log band energies over time: a 1D sequence a 2-core CPU trains on in minutes
-        # (the raw 4 kHz waveform costs ~4 s per step of 64 clips).
-        [ "$task" = spoken_digits ] && gen+=(--features spectrogram)
+        gen=(/usr/bin/python3 "scripts/data/$gen_task.py" --out "$data/$task")
+        # Log band energies over time, or the raw 4 kHz waveform.
+        if [ "$task" = spoken_digits ]; then gen+=(--features spectrogram); fi
         "${gen[@]}"
       fi
       spec=$data/$task/task.json
       files=(--train-x "$data/$task/train_x.npy" --train-y "$data/$task/train_y.npy"
              --test-x "$data/$task/test_x.npy" --test-y "$data/$task/test_y.npy") ;;
-    *) echo "unknown task '$task' (fashion_mnist, darcy, spoken_digits)" >&2; exit 2 ;;
+    *) echo "unknown task '$task' (fashion_mnist, darcy, spoken_digits, spoken_digits_raw)" >&2; exit 2 ;;
   esac
-  for method in backbone dash; do
-    out=$(mktemp --suffix=.json)
-    echo "== $task / $method, budget ${budget}s, $threads threads"
-    DASH_COMMIT=$commit build/dashnas --task "$spec" --method "$method" "${files[@]}" \
-      --budget "$budget" --set threads="$threads" --set seed="${SEED:-0}" \
-      "${extra[@]+"${extra[@]}"}" --out "$out" 2>&1 | grep -v ' step [0-9]*/[0-9]* .*valid nan' || true
-    /usr/bin/python3 - "$out" "$results/$task.json" "$task" "$threads" <<'PY'
+  for seed in ${SEEDS:-0 1 2}; do
+    echo "== $task, seed $seed: backbone and DASH side by side, 1 thread each, budget ${budget}s"
+    outs=()
+    for method in backbone dash; do
+      out=$(mktemp --suffix=.json)
+      outs+=("$out")
+      DASH_COMMIT=$commit build/dashnas --task "$spec" --method "$method" "${files[@]}" \
+        --budget "$budget" --set threads=1 --set seed="$seed" \
+        "${extra[@]+"${extra[@]}"}" --out "$out" > "$out.log" 2>&1 &
+    done
+    wait
+    for out in "${outs[@]}"; do
+      grep -E '^(warning|dash|backbone|architecture)' "$out.log" || true
+      /usr/bin/python3 - "$out" "$results/$task.json" "$task" "$seed" <<'PY'
 import json, os, sys
 run = json.load(open(sys.argv[1]))
 path = sys.argv[2]
 runs = json.load(open(path)) if os.path.exists(path) else []
-entry = {"task": sys.argv[3], "task_spec": run["task"], "threads": int(sys.argv[4])}
+entry = {"task": sys.argv[3], "task_spec": run["task"], "threads": 1, "seed": int(sys.argv[4]),
+         "side_by_side": True}
 for k in ["method", "metric_name", "metric", "higher_is_better", "wall_s", "search_s",
-          "retrain_s", "budget_s", "commit", "library_version", "architecture", "hyperparameters"]:
+          "retrain_s", "budget_s", "commit", "library_version", "architecture", "hyperparameters",
+          "training"]:
     entry[k] = run.get(k)
 runs.append(entry)
 json.dump(runs, open(path, "w"), indent=1)
-print(f"{entry['task']} {entry['method']}: {entry['metric_name']} {entry['metric']:.4f} in {entry['wall_s']:.0f} s")
+print(f"{entry['task']} {entry['method']} seed {entry['seed']}: {entry['metric_name']} "
+      f"{entry['metric']:.4f} in {entry['wall_s']:.0f} s")
 PY
-    rm -f "$out"
+      rm -f "$out" "$out.log"
+    done
   done
 done
 /usr/bin/python3 scripts/evidence_table.py "$results"/*.json
