@@ -259,15 +259,24 @@ void run(const FftGeometry& g, bool forward, void* in, void* out) {
   const size_t spectrum_bytes = sizeof(typename F::Complex) * static_cast<size_t>(g.bins() * g.channels);
   const size_t in_step = forward ? real_bytes : spectrum_bytes;
   const size_t out_step = forward ? spectrum_bytes : real_bytes;
+  auto sample_in = [&](int64_t b) { return static_cast<char*>(in) + static_cast<size_t>(b) * in_step; };
+  auto sample_out = [&](int64_t b) { return static_cast<char*>(out) + static_cast<size_t>(b) * out_step; };
+  // Plans made on aligned arrays may use SIMD loads that need the same
+  // alignment at execution, so samples that start unaligned get a plan of
+  // their own. Both are looked up (or made) once, before the parallel loop.
+  auto unaligned = [&](int64_t b) {
+    return F::alignment_of(sample_in(b)) != 0 || F::alignment_of(sample_out(b)) != 0;
+  };
+  typename F::Plan plans[2] = {nullptr, nullptr};  // [aligned, unaligned]
+  for (int64_t b = 0; b < g.batch && !(plans[0] && plans[1]); ++b) {
+    const bool u = unaligned(b);
+    if (!plans[u]) plans[u] = cache<T>().get(one, forward, u, in_place);
+  }
   at::parallel_for(0, g.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      void* i = static_cast<char*>(in) + static_cast<size_t>(b) * in_step;
-      void* o = static_cast<char*>(out) + static_cast<size_t>(b) * out_step;
-      // Plans made on aligned arrays may use SIMD loads that need the same
-      // alignment at execution, so a sample that starts unaligned gets a plan
-      // of its own.
-      const bool unaligned = F::alignment_of(i) != 0 || F::alignment_of(o) != 0;
-      auto plan = cache<T>().get(one, forward, unaligned, in_place);
+      void* i = sample_in(b);
+      void* o = sample_out(b);
+      auto plan = plans[unaligned(b)];
       if (forward) {
         F::exec_r2c(plan, i, o);
       } else {
