@@ -40,11 +40,18 @@ const std::vector<OptionDef>& table() {
       {"batch_size", "int", 64, 64, kBoth, {}, "samples per training step"},
       {"batch_fraction", "number", 1.0, 1.0, kBoth, {},
        "share of the shuffled train batches used per epoch, in (0, 1]"},
+      {"augment", "string", "none", "none", kBoth, {"none", "shift", "flip", "shift_flip"},
+       "train-time augmentation (classification, multilabel): shift moves each sample by up "
+       "to 1/12 of every axis, flip mirrors half of them along the last axis"},
       {"valid_fraction", "number", 0.1, 0.1, kBoth, {},
        "share of train carved out for validation when no valid split is set"},
       {"max_train", "int", 0, 0, kBoth, {}, "use only the first N train samples (0: all)"},
       {"depth", "int", 16, 16, kBoth, {}, "Wide ResNet depth for 2D tasks (6n+4)"},
       {"width", "int", 1, 1, kBoth, {}, "backbone width (WRN widening factor; ResNet1D multiplier)"},
+      {"stem_stride", "int", 0, 0, kBoth, {},
+       "1D tasks without per-position outputs: a strided convolution first divides the length "
+       "by this; 0: automatic (none up to 1024 positions, above it the power of 2 that brings "
+       "the length to <= 512), 1: none"},
       {"kernel_sizes", "int_list", json::array(), nullptr, kSearchOnly, {},
        "candidate kernel sizes (odd); empty: DASH's default for the task"},
       {"dilations", "int_list", json::array(), nullptr, kSearchOnly, {},
@@ -185,6 +192,7 @@ json parse_options(const char* options_json, Call call) {
   at_least("batch_size", 1);
   at_least("max_train", 0);
   at_least("width", 1);
+  at_least("stem_stride", 0);
   const double bf = out["batch_fraction"].get<double>();
   if (!(bf > 0 && bf <= 1)) throw std::invalid_argument("option 'batch_fraction' must be in (0, 1]");
   const double vf = out["valid_fraction"].get<double>();

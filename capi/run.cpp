@@ -1,5 +1,6 @@
 // The long calls: search and retrain; and the architecture handle.
 
+#include <chrono>
 #include <cmath>
 
 #include "capi/internal.h"
@@ -46,6 +47,20 @@ dash::task::Dataset on_device(dash::task::Dataset data, const at::Device& device
   return data;
 }
 
+// What is left of the call's time_budget_s after preparing its data (that
+// time counts inside the budget); 0 stays "no budget".
+double budget_left(const json& opt, std::chrono::steady_clock::time_point t_call) {
+  const double budget = opt["time_budget_s"].get<double>();
+  if (!(budget > 0)) return 0;
+  const double used = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_call).count();
+  if (used >= budget) {
+    throw std::invalid_argument("preparing the data took " + std::to_string(used) +
+                                " s, the whole time_budget_s of " + std::to_string(budget) +
+                                " s; raise time_budget_s or use fewer samples (max_train)");
+  }
+  return budget - used;
+}
+
 json arch_json(const dash_arch& a) {
   json j = a.architecture.to_json();
   j["hyperparameters"] = a.hp.to_json();
@@ -59,6 +74,7 @@ extern "C" {
 dash_status dash_search(dash_task* task, const char* options_json, dash_progress_fn progress,
                         void* user_data, dash_arch** out) {
   return guarded("dash_search", [&] {
+    const auto t_call = std::chrono::steady_clock::now();
     require(task, "task");
     require(out, "out");
     const json opt = dash::capi::parse_options(options_json, dash::capi::Call::kSearch);
@@ -73,9 +89,11 @@ dash_status dash_search(dash_task* task, const char* options_json, dash_progress
     so.space.dilations = opt["dilations"].get<std::vector<int64_t>>();
     so.depth = opt["depth"].get<int>();
     so.width = opt["width"].get<int>();
+    so.stem_stride = opt["stem_stride"].get<int64_t>();
     so.batch_size = opt["batch_size"].get<int64_t>();
     so.epochs = opt["epochs"].get<int64_t>();
     so.batch_fraction = opt["batch_fraction"].get<double>();
+    so.augment = dash::train::Augment::named(opt["augment"].get<std::string>());
     if (!opt["lr"].is_null()) so.lr = opt["lr"].get<double>();
     if (!opt["arch_lr"].is_null()) so.arch.lr = opt["arch_lr"].get<double>();
     so.arch.temperature = opt["temperature"].get<double>();
@@ -93,7 +111,7 @@ dash_status dash_search(dash_task* task, const char* options_json, dash_progress
     so.grid = opt["hpo_grid"].get<std::string>() == "dash" ? dash::search::dash_grid()
                                                            : dash::search::small_grid();
     so.hpo_epochs = opt["hpo_epochs"].get<int64_t>();
-    so.time_budget_s = opt["time_budget_s"].get<double>();
+    so.time_budget_s = budget_left(opt, t_call);
     so.hpo_share = opt["hpo_share"].get<double>();
     so.checkpoint_dir = opt["checkpoint_dir"].get<std::string>();
     so.resume = opt["resume"].get<bool>();
@@ -155,7 +173,7 @@ dash_status dash_arch_plain(const dash_task* task, dash_arch** out) {
   return guarded("dash_arch_plain", [&] {
     require(task, "task");
     require(out, "out");
-    const auto b = dash::search::backbone_for(task->spec, 16, 1, 0);
+    const auto b = dash::nn::backbone_for(task->spec, 16, 1, 0);
     auto arch = std::make_unique<dash_arch>();
     arch->architecture = dash::nn::Architecture::plain(b.name(), b.searchable_layers());
     *out = arch.release();
@@ -167,6 +185,7 @@ void dash_arch_free(dash_arch* arch) { delete arch; }
 dash_status dash_retrain(dash_task* task, const dash_arch* arch, const char* options_json,
                          dash_progress_fn progress, void* user_data, dash_model** out) {
   return guarded("dash_retrain", [&] {
+    const auto t_call = std::chrono::steady_clock::now();
     require(task, "task");
     require(arch, "arch");
     require(out, "out");
@@ -186,10 +205,12 @@ dash_status dash_retrain(dash_task* task, const dash_arch* arch, const char* opt
     ro.seed = opt["seed"].get<uint64_t>();
     ro.depth = opt["depth"].get<int>();
     ro.width = opt["width"].get<int>();
+    ro.stem_stride = opt["stem_stride"].get<int64_t>();
     ro.batch_size = opt["batch_size"].get<int64_t>();
     ro.epochs = opt["epochs"].get<int64_t>();
     ro.batch_fraction = opt["batch_fraction"].get<double>();
-    ro.time_budget_s = opt["time_budget_s"].get<double>();
+    ro.augment = dash::train::Augment::named(opt["augment"].get<std::string>());
+    ro.time_budget_s = budget_left(opt, t_call);
     ro.checkpoint_dir = opt["checkpoint_dir"].get<std::string>();
     ro.resume = opt["resume"].get<bool>();
     auto r = dash::search::run_retrain(task->spec, data, arch->architecture, hp, ro,

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdio>
 
 #include "nn/architecture.h"
@@ -222,6 +223,57 @@ TEST(Backbone, ResNet1DShapesAndArchitectureMismatch) {
   EXPECT_THROW(Backbone(spec, fixed), std::invalid_argument);
 }
 
+TEST(Backbone, LongSequencesGetAStemThatDividesTheirLength) {
+  auto spec_of = [](const std::string& kind, int64_t length) {
+    nlohmann::json j = {{"kind", kind}, {"input_shape", {1, length}}};
+    j[kind == "dense" ? "num_outputs" : "num_classes"] = 10;
+    return dash::task::TaskSpec::from_json(j);
+  };
+  EXPECT_EQ(dash::nn::stem_stride_for(spec_of("classification", 1000), 0), 1);
+  EXPECT_EQ(dash::nn::stem_stride_for(spec_of("classification", 1025), 0), 4);  // 1025 / 2 > 512
+  EXPECT_EQ(dash::nn::stem_stride_for(spec_of("classification", 4000), 0), 8);
+  EXPECT_EQ(dash::nn::stem_stride_for(spec_of("classification", 4000), 1), 1);
+  EXPECT_EQ(dash::nn::stem_stride_for(spec_of("dense", 4000), 0), 1);  // one output per position
+  EXPECT_THROW(dash::nn::stem_stride_for(spec_of("dense", 4000), 4), std::invalid_argument);
+
+  const auto spec = spec_of("classification", 4000);
+  BackboneSpec bspec = dash::nn::backbone_for(spec, 16, 1, 0.0);
+  EXPECT_EQ(bspec.name(), "resnet1d-1-stem8");
+  LayerSetup fixed;
+  fixed.architecture = Architecture::plain(bspec.name(), bspec.searchable_layers());
+  Backbone net(bspec, fixed);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor x = torch::randn({3, 1, 4000});
+  EXPECT_EQ(net->forward(x).sizes(), (std::vector<int64_t>{3, 10}));
+  // Every searchable layer sees 500 positions, and the stem's 32 x 17 taps at
+  // each of them count in the multiply-adds.
+  for (const auto& conv : net->searchable()) EXPECT_EQ(conv->last_input_spatial().at(0), 500);
+  BackboneSpec no_stem = bspec;
+  no_stem.stem_stride = 1;
+  no_stem.spatial = {500};
+  no_stem.in_channels = 32;
+  Backbone rest(no_stem, fixed);
+  rest->eval();
+  rest->forward(torch::randn({1, 32, 500}));
+  EXPECT_DOUBLE_EQ(net->macs_per_sample(), rest->macs_per_sample() + 500.0 * 32 * 1 * 17);
+  // The stem is the strided convolution it claims: a sample's first position
+  // depends on input positions 0..8 only (kernel 17 centred, stride 8).
+  at::Tensor y = x.clone();
+  y.narrow(2, 9, 4000 - 9).normal_();
+  auto stem_out = [&](const at::Tensor& in) {
+    for (const auto& kv : net->named_children()) {
+      if (kv.key() == "stem") return kv.value()->as<torch::nn::Conv1d>()->forward(in);
+    }
+    return at::Tensor();
+  };
+  const at::Tensor a = stem_out(x), b = stem_out(y);
+  ASSERT_TRUE(a.defined());
+  EXPECT_EQ(a.size(2), 500);
+  EXPECT_TRUE(torch::allclose(a.select(2, 0), b.select(2, 0)));
+  EXPECT_FALSE(torch::allclose(a.select(2, 1), b.select(2, 1)));
+}
+
 TEST(Architecture, JsonRoundTripAndClearErrors) {
   Architecture a = Architecture::plain("wrn-16-1", 3);
   a.layers[1] = {9, 15};
@@ -370,7 +422,7 @@ TEST(Training, TheChosenNetworkRespectsTheCostLimit) {
 TEST(Training, ResumeFromACheckpointEqualsAnUninterruptedRun) {
   const auto spec = binary_1d_spec();
   const auto data = far_apart_task(96, 6);
-  BackboneSpec bspec = dash::search::backbone_for(spec, 16, 1, 0.0);
+  BackboneSpec bspec = dash::nn::backbone_for(spec, 16, 1, 0.0);
   LayerSetup fixed;
   fixed.architecture = Architecture::plain(bspec.name(), bspec.searchable_layers());
   const std::string ckpt = ::testing::TempDir() + "dash_resume_test.ckpt";
@@ -409,10 +461,83 @@ TEST(Training, ResumeFromACheckpointEqualsAnUninterruptedRun) {
   std::remove(ckpt.c_str());
 }
 
+// Every augmented sample must be its input moved by whole positions within
+// the bound (zeros where the move brought the edge in), possibly mirrored:
+// checked by trying every allowed move, pixel by pixel.
+TEST(Augment, EachSampleIsItsInputShiftedWithinTheBoundOrMirrored) {
+  torch::manual_seed(5);
+  const at::Tensor x = torch::rand({40, 2, 24, 13}) + 0.5;  // no zeros inside
+  const auto aug = dash::train::Augment::named("shift_flip");
+  at::Generator gen = at::detail::createCPUGenerator(11);
+  const at::Tensor y = dash::train::augment_batch(x, aug, gen);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  const int64_t mh = 2, mw = 1;  // floor(24 / 12), floor(13 / 12)
+  auto moved = [&](const at::Tensor& s, int64_t dh, int64_t dw) {
+    at::Tensor out = torch::zeros_like(s);
+    for (int64_t c = 0; c < s.size(0); ++c) {
+      for (int64_t h = 0; h < s.size(1); ++h) {
+        for (int64_t w = 0; w < s.size(2); ++w) {
+          const int64_t sh = h - dh, sw = w - dw;
+          if (sh >= 0 && sh < s.size(1) && sw >= 0 && sw < s.size(2)) out[c][h][w] = s[c][sh][sw];
+        }
+      }
+    }
+    return out;
+  };
+  int mirrored = 0, shifted = 0;
+  for (int64_t b = 0; b < x.size(0); ++b) {
+    bool found = false;
+    for (bool flip : {false, true}) {
+      const at::Tensor src = flip ? x[b].flip({-1}) : x[b];
+      for (int64_t dh = -mh; dh <= mh && !found; ++dh) {
+        for (int64_t dw = -mw; dw <= mw && !found; ++dw) {
+          if (torch::equal(moved(src, dh, dw), y[b])) {
+            found = true;
+            mirrored += flip;
+            shifted += (dh != 0 || dw != 0);
+          }
+        }
+      }
+    }
+    EXPECT_TRUE(found) << "sample " << b << " is no allowed move of its input";
+  }
+  // 40 draws: both kinds occur (each misses with probability < 1e-6).
+  EXPECT_GT(mirrored, 0);
+  EXPECT_LT(mirrored, 40);
+  EXPECT_GT(shifted, 0);
+  // "none" hands the batch back untouched; a 1D batch shifts along its length.
+  EXPECT_TRUE(torch::equal(dash::train::augment_batch(x, dash::train::Augment::named("none"), gen), x));
+  const at::Tensor seq = torch::rand({8, 1, 120}) + 0.5;
+  const at::Tensor s = dash::train::augment_batch(seq, dash::train::Augment::named("shift"), gen);
+  const at::Tensor zeros = s.eq(0).sum({1, 2});  // the move's length, at most floor(120 / 12)
+  EXPECT_LE(zeros.max().item<int64_t>(), 10);
+  EXPECT_GT(zeros.sum().item<int64_t>(), 0);
+}
+
+TEST(Augment, IsRefusedWhereTheTargetWouldNotMoveWithTheInput) {
+  auto spec = dash::task::TaskSpec::from_json(
+      {{"kind", "dense"}, {"input_shape", {1, 12, 12}}, {"num_outputs", 1}});
+  dash::task::Dataset data;
+  const at::Tensor x = torch::randn({8, 1, 12, 12});
+  data.train = {x, x};
+  dash::search::RetrainOptions ro;
+  ro.epochs = 1;
+  ro.augment = dash::train::Augment::named("shift");
+  const Architecture plain = Architecture::plain(dash::nn::backbone_for(spec, 16, 1, 0).name(), 13);
+  try {
+    dash::search::run_retrain(spec, data, plain, {0.01, 0.9, 5e-4, 0.0}, ro, nullptr);
+    FAIL() << "a dense task accepted augment shift";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("classification and multilabel tasks only"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(dash::train::Augment::named("rotate"), std::invalid_argument);
+}
+
 TEST(Training, StopsAtTheWallClockBudget) {
   const auto spec = binary_1d_spec();
   const auto data = far_apart_task(256, 7);
-  BackboneSpec bspec = dash::search::backbone_for(spec, 16, 1, 0.0);
+  BackboneSpec bspec = dash::nn::backbone_for(spec, 16, 1, 0.0);
   LayerSetup fixed;
   fixed.architecture = Architecture::plain(bspec.name(), bspec.searchable_layers());
   Backbone net(bspec, fixed);
@@ -424,6 +549,98 @@ TEST(Training, StopsAtTheWallClockBudget) {
   EXPECT_TRUE(r.budget_hit);
   EXPECT_LT(r.epochs_done, 1000);
   EXPECT_LT(r.seconds, 5.0);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kSlowdown = 3;  // ASan's instrumented steps
+#else
+constexpr double kSlowdown = 1;
+#endif
+
+// The promise of time_budget_s: a call returns within T + max(2 s, 5%), its
+// evaluations (validation, the guard's and grid's comparisons, the final
+// test) included, here on splits far too large to score whole in the time.
+TEST(Budget, SearchAndRetrainReturnInTimeWhenTheirEvaluationsCannotFit) {
+  const auto spec = dash::task::TaskSpec::from_json(
+      {{"kind", "classification"}, {"input_shape", {1, 16, 16}}, {"num_classes", 4}});
+  torch::manual_seed(8);
+  auto split = [](int64_t n) {
+    return dash::task::Split{torch::randn({n, 1, 16, 16}), torch::randint(4, {n}, torch::kLong)};
+  };
+  dash::task::Dataset data{split(512), split(4000), split(8000)};
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  const double slack = 2.0 * kSlowdown;
+
+  dash::search::SearchOptions so;
+  so.batch_size = 32;
+  so.time_budget_s = 6;
+  auto t0 = Clock::now();
+  const auto found = dash::search::run_search(spec, data, so, nullptr);
+  EXPECT_LE(since(t0), so.time_budget_s + slack) << found.report.dump();
+
+  dash::search::RetrainOptions ro;
+  ro.batch_size = 32;
+  ro.time_budget_s = 3;
+  t0 = Clock::now();
+  const auto r = dash::search::run_retrain(spec, data, found.architecture, found.hp, ro, nullptr);
+  EXPECT_LE(since(t0), ro.time_budget_s + slack) << r.report.dump();
+  const int64_t scored = r.report["test_samples"].get<int64_t>();
+  EXPECT_GE(scored, 32);
+  EXPECT_LE(scored, 8000);
+  if (scored < 8000) {  // a partial test score is said, never silent
+    EXPECT_NE(r.report["retrain"]["warning"].get<std::string>().find("test samples"), std::string::npos);
+  }
+
+  // A budget that cannot hold a single step fails and says so.
+  ro.time_budget_s = 1e-4;
+  try {
+    dash::search::run_retrain(spec, data, found.architecture, found.hp, ro, nullptr);
+    FAIL() << "a retrain with a budget under one step returned";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot train anything"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Budget, AnEvaluationGivenATimeLimitScoresAnEvenlySpreadSubset) {
+  const auto spec = dash::task::TaskSpec::from_json(
+      {{"kind", "classification"}, {"input_shape", {1, 16, 16}}, {"num_classes", 4}});
+  BackboneSpec bspec = dash::nn::backbone_for(spec, 16, 1, 0.0);
+  LayerSetup fixed;
+  fixed.architecture = Architecture::plain(bspec.name(), bspec.searchable_layers());
+  Backbone net(bspec, fixed);
+  net->eval();
+  {  // a network that always answers class 0: zero weights, the head's bias favours 0
+    torch::NoGradGuard no_grad;
+    for (auto& p : net->parameters()) p.zero_();
+    at::Tensor head_bias;
+    for (const auto& kv : net->named_parameters()) {
+      if (kv.value().dim() == 1 && kv.value().size(0) == 4 && kv.key().find("bias") != std::string::npos) {
+        head_bias = kv.value();
+      }
+    }
+    ASSERT_TRUE(head_bias.defined());
+    head_bias[0] = 10.0;
+  }
+  // Sorted by class, as user data often is: the first half class 0, the rest 3.
+  const int64_t n = 4000;
+  const at::Tensor y = torch::cat({torch::zeros({n / 2}, torch::kLong), torch::full({n / 2}, 3, torch::kLong)});
+  const dash::task::Split split{torch::randn({n, 1, 16, 16}), y};
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto whole = dash::train::evaluate(net, spec, split, 50);
+  const double whole_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(whole.samples, n);
+  EXPECT_DOUBLE_EQ(whole.metric, 0.5);
+  // No time for more than the first batch (50 rows of class 0).
+  const auto first = dash::train::evaluate(net, spec, split, 50, 1e-6);
+  EXPECT_EQ(first.samples, 50);
+  EXPECT_DOUBLE_EQ(first.metric, 1.0);
+  // Time for about a third: the head alone (all class 0) would score 1.0;
+  // rows spread over the split see both classes.
+  const auto part = dash::train::evaluate(net, spec, split, 50, whole_s / 3);
+  EXPECT_GT(part.samples, 50);
+  EXPECT_GT(part.metric, 0.3);
+  EXPECT_LT(part.metric, 0.75) << part.samples << " samples scored";
 }
 
 TEST(Training, ADenseMaskGetsItsPosWeightFromTheTrainSplit) {
@@ -441,7 +658,7 @@ TEST(Training, ADenseMaskGetsItsPosWeightFromTheTrainSplit) {
   dash::search::RetrainOptions ro;
   ro.epochs = 1;
   ro.batch_size = 8;
-  const Architecture plain = Architecture::plain(dash::search::backbone_for(spec, 16, 1, 0).name(), 13);
+  const Architecture plain = Architecture::plain(dash::nn::backbone_for(spec, 16, 1, 0).name(), 13);
   const dash::train::Hyperparams hp{0.01, 0.9, 5e-4, 0.0};
   auto r = dash::search::run_retrain(spec, data, plain, hp, ro, nullptr);
   ASSERT_TRUE(r.report.contains("pos_weight"));

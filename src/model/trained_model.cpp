@@ -105,6 +105,7 @@ json TrainedModel::metadata() const {
            {{"name", backbone_.name()},
             {"depth", backbone_.depth},
             {"width", backbone_.width},
+            {"stem_stride", backbone_.stem_stride},
             {"dropout", backbone_.dropout}}},
           {"architecture", architecture_.to_json()},
           {"hyperparameters", hp_.to_json()},
@@ -134,8 +135,9 @@ std::unique_ptr<TrainedModel> TrainedModel::from_content(const ModelFileContent&
     spec = task::TaskSpec::from_json(meta.at("task"));
     const json& b = meta.at("backbone");
     hp = train::Hyperparams::from_json(meta.at("hyperparameters"));
-    bspec = search::backbone_for(spec, b.at("depth").get<int>(), b.at("width").get<int>(),
-                                 b.at("dropout").get<double>());
+    // Files from before the stem have no stem_stride: they had none.
+    bspec = nn::backbone_for(spec, b.at("depth").get<int>(), b.at("width").get<int>(),
+                             b.at("dropout").get<double>(), b.value("stem_stride", int64_t{1}));
     bspec.validate();
     arch = nn::Architecture::from_json(meta.at("architecture"));
     norm = task::Normalizer::from_json(meta.at("normalizer"));

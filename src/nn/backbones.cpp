@@ -30,8 +30,43 @@ std::string BackboneSpec::name() const {
   std::string n = kind == BackboneKind::kWideResNet
                       ? "wrn-" + std::to_string(depth) + "-" + std::to_string(width)
                       : "resnet1d-" + std::to_string(width);
+  if (stem_stride > 1) n += "-stem" + std::to_string(stem_stride);
   if (causal) n += "-causal";
   return dense ? n + "-dense" : n;
+}
+
+int64_t stem_stride_for(const task::TaskSpec& spec, int64_t stem_stride) {
+  if (stem_stride < 0) throw std::invalid_argument("stem_stride must be >= 0, got " + std::to_string(stem_stride));
+  const bool allowed = spec.dims() == 1 && spec.kind != task::TaskKind::kDense && !spec.causal;
+  if (stem_stride > 1 && !allowed) {
+    throw std::invalid_argument("stem_stride " + std::to_string(stem_stride) +
+                                ": only 1D tasks whose outputs are not per position (and not causal) "
+                                "can have a downsampling stem; use 0 or 1");
+  }
+  if (stem_stride != 0) return stem_stride;
+  if (!allowed) return 1;
+  const int64_t length = spec.spatial().at(0);
+  int64_t s = 1;
+  if (length > kLongestWithoutStem) {
+    while ((length + s - 1) / s > 512) s *= 2;
+  }
+  return s;
+}
+
+BackboneSpec backbone_for(const task::TaskSpec& spec, int depth, int width, double dropout,
+                          int64_t stem_stride) {
+  BackboneSpec b;
+  b.kind = spec.dims() == 2 ? BackboneKind::kWideResNet : BackboneKind::kResNet1D;
+  b.depth = depth;
+  b.width = width;
+  b.in_channels = spec.in_channels();
+  b.spatial = spec.spatial();
+  b.num_outputs = spec.num_outputs;
+  b.dense = spec.kind == task::TaskKind::kDense;
+  b.causal = spec.causal;
+  b.dropout = dropout;
+  b.stem_stride = stem_stride_for(spec, stem_stride);
+  return b;
 }
 
 void BackboneSpec::validate() const {
@@ -57,6 +92,10 @@ void BackboneSpec::validate() const {
     if (s < 1) throw std::invalid_argument("backbone input sizes must be >= 1");
   }
   if (dropout < 0 || dropout >= 1) throw std::invalid_argument("dropout must be in [0, 1)");
+  if (stem_stride < 1 || (stem_stride > 1 && (kind != BackboneKind::kResNet1D || dense || causal))) {
+    throw std::invalid_argument("a stem stride above 1 is for ResNet1D without dense or causal outputs, got " +
+                                std::to_string(stem_stride));
+  }
 }
 
 size_t BackboneSpec::searchable_layers() const {
@@ -130,6 +169,13 @@ BackboneImpl::BackboneImpl(const BackboneSpec& spec, const LayerSetup& setup) : 
   const int64_t mid = resnet1d_mid_channels(spec);
   const int64_t outs[3] = {mid, 2 * mid, 2 * mid};
   int64_t in = spec.in_channels;
+  if (spec.stem_stride > 1) {
+    const int64_t s = spec.stem_stride;
+    stem1d_ = register_module(
+        "stem", torch::nn::Conv1d(torch::nn::Conv1dOptions(in, 2 * mid, 2 * s + 1).stride(s).padding(s)));
+    stem1d_bn_ = register_module("stem_bn", torch::nn::BatchNorm1d(2 * mid));
+    in = 2 * mid;
+  }
   for (int b = 0; b < 3; ++b) {
     const std::string name = "block" + std::to_string(b);
     Block blk;
@@ -181,7 +227,7 @@ at::Tensor BackboneImpl::forward_wrn(const at::Tensor& x) {
 }
 
 at::Tensor BackboneImpl::forward_resnet1d(const at::Tensor& x) {
-  at::Tensor h = x;
+  at::Tensor h = stem1d_ ? torch::relu(stem1d_bn_->forward(stem1d_->forward(x))) : x;
   for (auto& b : blocks_) {
     at::Tensor out = dropout_->forward(torch::relu(b.bn1.forward(b.conv1->forward(h))));
     out = dropout_->forward(torch::relu(b.bn2.forward(b.conv2->forward(out))));
@@ -204,6 +250,11 @@ Architecture BackboneImpl::architecture() const {
 double BackboneImpl::macs_per_sample() const {
   double macs = 0;
   for (const auto& conv : searchable_) macs += conv->macs();
+  if (stem1d_) {  // at the first block's input length
+    const SearchableConv& first = blocks_.front().conv1;
+    macs += static_cast<double>(first->last_input_spatial().at(0) * first->shape().in *
+                                spec_.in_channels * (2 * spec_.stem_stride + 1));
+  }
   // 1x1 shortcuts run at their block's output size: that of the block's last conv.
   for (const auto& b : blocks_) {
     if (b.shortcut.is_empty()) continue;

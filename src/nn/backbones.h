@@ -10,6 +10,7 @@
 
 #include "nn/architecture.h"
 #include "nn/searchable_conv.h"
+#include "task/task_spec.h"
 
 namespace dash::nn {
 
@@ -25,6 +26,10 @@ struct BackboneSpec {
   // Dense tasks: no downsampling, one output vector per position.
   bool dense = false;
   bool causal = false;  // ResNet1D: causal FIXED convolutions (the search's mixture stays centred)
+  // ResNet1D, classification-like outputs only: a fixed strided convolution
+  // (kernel 2s+1, 2x the middle width, BN, ReLU) first divides the length by
+  // this, so that long raw signals train at a usable step time. 1: none.
+  int64_t stem_stride = 1;
   double dropout = 0.0;
   // A fixed affine map of the outputs per output channel, raw * scale + shift,
   // so that the network's own outputs are O(1) whatever the targets' units
@@ -32,7 +37,7 @@ struct BackboneSpec {
   // buffers, so saved with the weights. Empty: the identity.
   std::vector<double> output_scale, output_shift;
 
-  std::string name() const;  // "wrn-16-1", "resnet1d-1", with "-dense" when dense
+  std::string name() const;  // "wrn-16-1", "resnet1d-1", "-stem8", "-causal", "-dense"
   int dims() const { return static_cast<int>(spatial.size()); }
   void validate() const;     // throws std::invalid_argument
   // Number of searchable convolutions of this backbone.
@@ -84,11 +89,25 @@ class BackboneImpl : public torch::nn::Module {
   };
   SearchableConv stem_{nullptr};
   std::vector<Block> blocks_;
+  torch::nn::Conv1d stem1d_{nullptr};
+  torch::nn::BatchNorm1d stem1d_bn_{nullptr};
   torch::nn::AnyModule head_bn_;
   torch::nn::AnyModule head_;  // Linear, or a 1x1 conv when dense
   torch::nn::Dropout dropout_{nullptr};
   at::Tensor output_scale_, output_shift_;  // [num_outputs]
 };
 TORCH_MODULE(Backbone);
+
+// A 1D input this long or shorter gets no stem by default.
+constexpr int64_t kLongestWithoutStem = 1024;
+// The stem stride `stem_stride` asks for: 0 is automatic (none up to
+// kLongestWithoutStem positions, above it the smallest power of 2 that
+// brings the length to <= 512); 1 none; dense, causal and 2D tasks never get one.
+int64_t stem_stride_for(const task::TaskSpec& spec, int64_t stem_stride);
+
+// The backbone DASH uses for a task: a Wide ResNet (depth, width) for 2D
+// inputs, ResNet1D (width) for 1D ones.
+BackboneSpec backbone_for(const task::TaskSpec& spec, int depth, int width, double dropout,
+                          int64_t stem_stride = 0);
 
 }  // namespace dash::nn

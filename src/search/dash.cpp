@@ -46,20 +46,6 @@ std::vector<train::Hyperparams> dash_grid() {
   return grid;
 }
 
-nn::BackboneSpec backbone_for(const task::TaskSpec& spec, int depth, int width, double dropout) {
-  nn::BackboneSpec b;
-  b.kind = spec.dims() == 2 ? nn::BackboneKind::kWideResNet : nn::BackboneKind::kResNet1D;
-  b.depth = depth;
-  b.width = width;
-  b.in_channels = spec.in_channels();
-  b.spatial = spec.spatial();
-  b.num_outputs = spec.num_outputs;
-  b.dense = spec.kind == task::TaskKind::kDense;
-  b.causal = spec.causal;
-  b.dropout = dropout;
-  return b;
-}
-
 void fit_output_affine(const task::TaskSpec& spec, const at::Tensor& train_y,
                        nn::BackboneSpec* backbone) {
   backbone->output_scale.clear();
@@ -243,10 +229,12 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
   so.time_budget_s = budget_s;
   so.batch_size = o.batch_size;
   so.batch_fraction = o.batch_fraction;
+  so.augment = o.augment;
   so.hp = {o.lr, 0.9, 5e-4, 0.0};
   so.clip_grad_norm = o.clip_grad_norm;
   so.search = true;
   so.arch = o.arch;
+  so.require_one_step = true;
   so.validate = false;   // the stopping rule decides, not a validation score
   so.keep_best = false;  // the architecture is where the logits ended
   so.checkpoint = checkpoint_path(o.checkpoint_dir, "search");
@@ -351,8 +339,11 @@ struct PairedTest {
   bool first_wins = false;
 };
 
+// With max_seconds > 0 the folds are scored until that time is spent (two
+// at least).
 PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& first,
-                       nn::Backbone& second, int64_t batch_size) {
+                       nn::Backbone& second, int64_t batch_size, double max_seconds) {
+  const auto t0 = Clock::now();
   PairedTest g;
   first->eval();
   second->eval();
@@ -362,6 +353,7 @@ PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn:
   const double sign = task::higher_is_better(spec.metric) ? 1.0 : -1.0;
   std::vector<double> diff;
   for (int f = 0; f < folds; ++f) {
+    if (max_seconds > 0 && f >= 2 && seconds_since(t0) >= max_seconds) break;
     const int64_t start = n * f / folds, len = n * (f + 1) / folds - start;
     const task::Split part{valid.x.narrow(0, start, len), valid.y.narrow(0, start, len)};
     const double a = train::evaluate(first, spec, part, batch_size).metric;
@@ -396,9 +388,13 @@ Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const Sea
   to.time_budget_s = seconds;
   to.batch_size = o.batch_size;
   to.batch_fraction = o.hpo_batch_fraction;
+  to.augment = o.augment;
   to.hp = hp;
   to.seed = o.seed + 1;
   to.keep_best = false;
+  // The paired test after it scores valid twice (this network and the one it
+  // is compared with): that time is the trial's too.
+  to.tail_eval_samples = 2 * data.valid.size();
   train::StageResult tr = train::run_stage(net, spec, data, to, progress);
   Trial t;
   t.net = net;
@@ -423,14 +419,15 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
   const bool dense = dense_task(spec);
   if (std::isnan(o.lr)) o.lr = dense ? 0.01 : 0.1;
   if (std::isnan(o.arch.lr)) o.arch.lr = dense ? 0.005 : 0.05;
+  train::check_augment_applies(o.augment, spec.kind, "search");
   if (o.time_budget_s > 0 && !(o.hpo_share > 0 && o.hpo_share < 1)) {
     throw std::invalid_argument("hpo_share must be in (0, 1)");
   }
   ops::CandidateSpace space = o.space.size() > 0 ? o.space : default_space(spec.dims());
   space.validate();
-  nn::BackboneSpec super_spec = backbone_for(spec, o.depth, o.width, 0.0);
+  nn::BackboneSpec super_spec = nn::backbone_for(spec, o.depth, o.width, 0.0, o.stem_stride);
   fit_output_affine(spec, data.train.y, &super_spec);
-  const nn::Architecture plain = nn::Architecture::plain(backbone_for(spec, o.depth, 1, 0).name(),
+  const nn::Architecture plain = nn::Architecture::plain(nn::backbone_for(spec, o.depth, 1, 0, o.stem_stride).name(),
                                                          super_spec.searchable_layers());
   const train::Hyperparams default_hp{o.lr, 0.9, 5e-4, 0.0};
   nn::BackboneSpec retrain_like = super_spec;  // FIXED, full convolutions, as retrained
@@ -464,15 +461,26 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
   //    DASH's early stop: the grid is lr-major, and when the learning rate
   //    changes without the last group improving on the best so far, the
   //    remaining (smaller) rates are skipped.
+  //    The call's budget holds: a trial runs only while the time left gives
+  //    it at least half its share (the guard: both of its trials), and never
+  //    past the end.
   outcome.hp = default_hp;
   const auto grid = !o.hpo ? std::vector<train::Hyperparams>{default_hp}
                            : (o.grid.empty() ? small_grid() : o.grid);
   const bool guard = o.arch_search && o.guard && !(outcome.architecture.layers == plain.layers);
   if (o.hpo || guard) {
     const auto t1 = Clock::now();
+    const bool timed = o.time_budget_s > 0;
     // grid + 1: room for the guard's extra trial, whether it runs or not.
-    const double per_trial =
-        o.time_budget_s > 0 ? o.time_budget_s * o.hpo_share / static_cast<double>(grid.size() + 1) : 0;
+    const double per_trial = timed ? o.time_budget_s * o.hpo_share / static_cast<double>(grid.size() + 1) : 0;
+    const double left_at_start = timed ? o.time_budget_s - seconds_since(t_call) : 0;
+    // The time each of the next `trials` trials gets, or 0 if they do not fit.
+    auto slot = [&](int trials) -> double {
+      if (!timed) return 0;
+      const double each = std::min(per_trial, (o.time_budget_s - seconds_since(t_call)) / trials);
+      return each >= 0.5 * per_trial ? each : -1;
+    };
+    std::string skipped;  // why the grid ended before its last point
     nlohmann::json trials = nlohmann::json::array();
     // The best trial so far; a later one replaces it only when it validates
     // better by more than one standard error (the same test as the guard), so
@@ -480,13 +488,22 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     Trial best;
     int64_t best_index = -1;
     int64_t run = 0;
-    if (guard) {
-      Trial searched = run_trial(spec, data, o, retrain_like, outcome.architecture, grid[0], per_trial,
+    if (guard && slot(2) < 0) {
+      outcome.report["guard"] = {
+          {"chosen", "backbone"},
+          {"why", "the budget left no time to train both networks for the comparison, so the plain "
+                  "backbone is kept: the searched network is not returned untested"}};
+      outcome.architecture = plain;
+      skipped = "no time left after the search";
+    } else if (guard) {
+      const double seconds = slot(2);
+      Trial searched = run_trial(spec, data, o, retrain_like, outcome.architecture, grid[0], seconds,
                                  "searched", progress);
-      Trial backbone = run_trial(spec, data, o, retrain_like, plain, grid[0], per_trial, "backbone", progress);
+      Trial backbone = run_trial(spec, data, o, retrain_like, plain, grid[0], seconds, "backbone", progress);
       trials.push_back(searched.json);
       trials.push_back(backbone.json);
-      const PairedTest test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size);
+      const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
+      const PairedTest test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size, test_left);
       const bool keep = test.first_wins;
       outcome.report["guard"] = {
           {"chosen", keep ? "searched" : "backbone"},
@@ -508,18 +525,26 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
                                                  : "the guard is off"}};
     }
     int64_t best_at_lr_change = -1;
-    for (size_t i = static_cast<size_t>(run); i < grid.size() && o.hpo; ++i) {
+    for (size_t i = static_cast<size_t>(run); i < grid.size() && o.hpo && skipped.empty(); ++i) {
       const auto& hp = grid[i];
       if (i > 0 && hp.lr != grid[i - 1].lr) {
         if (best_at_lr_change >= 0 && best_index == best_at_lr_change) break;
         best_at_lr_change = best_index;
       }
-      Trial t = run_trial(spec, data, o, retrain_like, outcome.architecture, hp, per_trial,
+      const double seconds = slot(1);
+      if (seconds < 0) {
+        skipped = "the budget ran out after " + std::to_string(i) + " of " + std::to_string(grid.size()) +
+                  " points";
+        break;
+      }
+      Trial t = run_trial(spec, data, o, retrain_like, outcome.architecture, hp, seconds,
                           outcome.architecture.layers == plain.layers ? "backbone" : "searched", progress);
       trials.push_back(t.json);
-      const bool wins = best_index < 0
-                            ? true
-                            : paired_test(spec, data.valid, t.net, best.net, o.batch_size).first_wins;
+      const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
+      const bool wins = best_index < 0 ? true
+                                       : paired_test(spec, data.valid, t.net, best.net, o.batch_size,
+                                                     test_left)
+                                             .first_wins;
       if (wins) {
         best = t;
         best_index = static_cast<int64_t>(i);
@@ -529,6 +554,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     outcome.hpo_seconds = seconds_since(t1);
     outcome.report["hpo"] = {{"trials", trials}, {"chosen", outcome.hp.to_json()},
                              {"seconds_per_trial", per_trial}, {"seconds", outcome.hpo_seconds}};
+    if (timed) outcome.report["hpo"]["seconds_left_at_start"] = left_at_start;
+    if (!skipped.empty()) outcome.report["hpo"]["stopped"] = skipped;
   }
   outcome.report["architecture"] = outcome.architecture.to_json();
   outcome.report["hyperparameters"] = outcome.hp.to_json();
@@ -542,7 +569,7 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
   RetrainOutcome outcome;
   nlohmann::json derived;
   const task::TaskSpec spec = with_pos_weight(task_spec, data, &derived);
-  nn::BackboneSpec bspec = backbone_for(spec, options.depth, options.width, hp.dropout);
+  nn::BackboneSpec bspec = nn::backbone_for(spec, options.depth, options.width, hp.dropout, options.stem_stride);
   fit_output_affine(spec, data.train.y, &bspec);
   if (architecture.layers.size() != bspec.searchable_layers()) {
     throw std::invalid_argument("the architecture has " + std::to_string(architecture.layers.size()) +
@@ -561,8 +588,10 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
   ro.time_budget_s = options.time_budget_s;
   ro.tail_eval_samples = data.test.size();  // the one test evaluation belongs to this call
   ro.warn_below_steps = 300;
+  ro.require_one_step = true;
   ro.batch_size = options.batch_size;
   ro.batch_fraction = options.batch_fraction;
+  ro.augment = options.augment;
   ro.hp = hp;
   ro.keep_best = true;
   ro.checkpoint = checkpoint_path(options.checkpoint_dir, "retrain");
@@ -570,13 +599,28 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
   ro.seed = options.seed + 2;
   const auto t0 = Clock::now();
   train::StageResult rr = train::run_stage(outcome.model, spec, data, ro, progress);
-  outcome.seconds = seconds_since(t0);
   outcome.valid_metric = rr.best_valid;
-  // Test is touched once, with the best-validated weights.
-  outcome.test_metric =
-      data.test.empty() ? std::nan("") : train::evaluate(outcome.model, spec, data.test, options.batch_size).metric;
+  // Test is touched once, with the best-validated weights, in the time the
+  // call has left (the stage held that time back for it).
+  train::Evaluation test;
+  if (!data.test.empty()) {
+    const double left = options.time_budget_s > 0
+                            ? std::max(1e-6, options.time_budget_s - seconds_since(t0))
+                            : 0.0;
+    test = train::evaluate(outcome.model, spec, data.test, options.batch_size, left);
+  }
+  outcome.test_metric = test.metric;
+  outcome.seconds = seconds_since(t0);
+  if (test.samples < data.test.size()) {
+    const std::string note = "the budget left time to score " + std::to_string(test.samples) + " of the " +
+                             std::to_string(data.test.size()) +
+                             " test samples (evenly spread); dash_evaluate scores them all";
+    rr.warning += (rr.warning.empty() ? "" : "; ") + note;
+  }
   outcome.report = {{"retrain", rr.to_json()},
+                    {"test_samples", test.samples},
                     {"backbone", bspec.name()},
+                    {"augment", options.augment.name()},
                     {"valid_metric", number_or_null(outcome.valid_metric)},
                     {"test_metric", number_or_null(outcome.test_metric)},
                     {"metric_name", task::to_string(spec.metric)},

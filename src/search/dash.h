@@ -29,11 +29,13 @@ struct SearchOptions {
   bool separable = true;       // depthwise proxy where in == out (DASH's default)
   int depth = 16;              // WRN depth (2D)
   int width = 1;               // backbone width during search
+  int64_t stem_stride = 0;     // ResNet1D's downsampling stem (nn::stem_stride_for; 0: automatic)
   int64_t batch_size = 64;
   // Search epochs at most; the stopping rule usually ends it sooner. 0: as
   // the budget allows (4 without a budget).
   int64_t epochs = 0;
   double batch_fraction = 1.0;
+  train::Augment augment;  // of train batches, in the search and every trial
   // The whole call (search, cost measurement, guard and grid); the search
   // itself gets (1 - hpo_share) of it, the guard and grid the rest.
   double time_budget_s = 0;
@@ -88,11 +90,13 @@ struct RetrainOptions {
   uint64_t seed = 0;
   int depth = 16;
   int width = 1;
+  int64_t stem_stride = 0;  // as the search's
   int64_t batch_size = 64;
   // 0: as many as time_budget_s allows, the learning-rate schedule set by the
   // time (10 without a budget).
   int64_t epochs = 0;
   double batch_fraction = 1.0;
+  train::Augment augment;  // of train batches
   // The whole call, the final test evaluation included.
   double time_budget_s = 0;
   std::string checkpoint_dir;
@@ -115,8 +119,6 @@ ops::CandidateSpace default_space(int dims);
 std::vector<train::Hyperparams> small_grid();
 // DASH's grid: lr {0.1,0.01,0.001} x dropout {0,0.05} x wd {5e-4,5e-6} x momentum {0.9,0.99}.
 std::vector<train::Hyperparams> dash_grid();
-
-nn::BackboneSpec backbone_for(const task::TaskSpec& spec, int depth, int width, double dropout);
 
 // `data` must already be normalised (see prepare()).
 SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,

@@ -198,28 +198,56 @@ bool better(const task::TaskSpec& spec, double a, double b) {
 }
 
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
-                    int64_t batch_size) {
+                    int64_t batch_size, double max_seconds) {
   Evaluation ev;
   if (split.empty()) return ev;
+  const auto t0 = Clock::now();
   // A model already in eval mode is only read, so several threads may
   // evaluate (or infer with) it at once; one in training mode is switched and
   // switched back.
   const bool was_training = model->is_training();
   if (was_training) model->eval();
   torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> outputs;
+  std::vector<at::Tensor> outputs, targets;
   double loss_sum = 0;
   const int64_t n = split.size();
-  for (int64_t start = 0; start < n; start += batch_size) {
-    const int64_t len = std::min(batch_size, n - start);
-    at::Tensor out = model->forward(split.x.narrow(0, start, len));
-    loss_sum += task::compute_loss(spec, out, split.y.narrow(0, start, len)).item<double>() *
-                static_cast<double>(len);
+  auto score = [&](const at::Tensor& x, const at::Tensor& y) {
+    at::Tensor out = model->forward(x);
+    loss_sum += task::compute_loss(spec, out, y).item<double>() * static_cast<double>(x.size(0));
     outputs.push_back(out);
+    targets.push_back(y);
+    ev.samples += x.size(0);
+  };
+  const int64_t first = std::min(batch_size, n);
+  score(split.x.narrow(0, 0, first), split.y.narrow(0, 0, first));
+  // The rows still to score: all of them, or as many as the time left holds
+  // at the first batch's pace, spread evenly over the split.
+  at::Tensor rest = torch::arange(first, n, torch::kLong);
+  if (max_seconds > 0 && rest.numel() > 0) {
+    const double per_sample = seconds_since(t0) / static_cast<double>(first);
+    const auto fit = static_cast<int64_t>(std::max(0.0, max_seconds - seconds_since(t0)) / per_sample);
+    if (fit < rest.numel()) {
+      rest = fit == 0 ? rest.narrow(0, 0, 0)
+                      : (torch::arange(fit, torch::kDouble) * (static_cast<double>(rest.numel()) /
+                                                                 static_cast<double>(fit)))
+                                .to(torch::kLong)
+                                .add_(first);
+    }
+  }
+  const bool all = rest.numel() == n - first;
+  for (int64_t start = 0; start < rest.numel(); start += batch_size) {
+    if (max_seconds > 0 && seconds_since(t0) >= max_seconds) break;
+    const int64_t len = std::min(batch_size, rest.numel() - start);
+    if (all) {
+      score(split.x.narrow(0, first + start, len), split.y.narrow(0, first + start, len));
+    } else {
+      const at::Tensor idx = rest.narrow(0, start, len).to(split.x.device());
+      score(split.x.index_select(0, idx), split.y.index_select(0, idx));
+    }
   }
   if (was_training) model->train(true);
-  ev.loss = loss_sum / static_cast<double>(n);
-  ev.metric = task::compute_metric(spec.metric, torch::cat(outputs), split.y);
+  ev.loss = loss_sum / static_cast<double>(ev.samples);
+  ev.metric = task::compute_metric(spec.metric, torch::cat(outputs), torch::cat(targets));
   return ev;
 }
 
@@ -234,6 +262,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   if (!(opt.batch_fraction > 0 && opt.batch_fraction <= 1)) {
     throw std::invalid_argument(opt.stage + ": batch_fraction must be in (0, 1]");
   }
+  check_augment_applies(opt.augment, spec.kind, opt.stage);
 
   // The model trains where its data is (the CPU, or a GPU the caller moved
   // the data to); the shuffling order is drawn on the CPU either way.
@@ -316,7 +345,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       const int64_t start = step * opt.batch_size;
       const int64_t len = std::min(opt.batch_size, n - start);
       at::Tensor idx = order.narrow(0, start, len).to(device);
-      at::Tensor xb = data.train.x.index_select(0, idx);
+      at::Tensor xb = augment_batch(data.train.x.index_select(0, idx), opt.augment, order_gen);
       at::Tensor yb = data.train.y.index_select(0, idx);
 
       const auto step_start = Clock::now();
@@ -354,6 +383,16 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
 
       const double now = seconds_since(t0);
       if (s.global_step == kProbeSteps) warn_if_few_steps(now, s.global_step);
+      if (opt.require_one_step && opt.time_budget_s > 0 && s.global_step == 1 && now > opt.time_budget_s) {
+        std::ostringstream msg;
+        msg.precision(3);
+        msg << opt.stage << ": one training step took " << now << " s, more than the whole " << opt.time_budget_s
+            << " s this stage has of the call's time budget, so the budget cannot train anything; raise "
+               "time_budget_s about "
+            << std::ceil(10 * now / opt.time_budget_s)
+            << "x to afford 10 steps, or lower batch_size, max_train or the input size";
+        throw std::invalid_argument(msg.str());
+      }
       if (progress) {
         Progress p;
         p.stage = opt.stage;
@@ -388,9 +427,18 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
     rec.epoch = epoch;
     rec.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(1, done));
     if (valid_n > 0) {
+      // Inside the budget: what is left is shared with the caller's tail in
+      // proportion to the samples each scores.
+      double limit = 0;
+      if (opt.time_budget_s > 0) {
+        // (> 0: a limit of 0 means none.)
+        limit = std::max(1e-6, (opt.time_budget_s - seconds_since(t0)) * static_cast<double>(valid_n) /
+                                   static_cast<double>(valid_n + opt.tail_eval_samples));
+      }
       const auto eval_start = Clock::now();
-      rec.valid_metric = evaluate(model, spec, data.valid, opt.batch_size).metric;
-      eval_s_per_sample = seconds_since(eval_start) / static_cast<double>(valid_n);
+      const Evaluation ev = evaluate(model, spec, data.valid, opt.batch_size, limit);
+      rec.valid_metric = ev.metric;
+      eval_s_per_sample = seconds_since(eval_start) / static_cast<double>(ev.samples);
     }
     rec.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     s.history.push_back(rec);

@@ -16,6 +16,7 @@
 #include "nn/backbones.h"
 #include "task/dataset.h"
 #include "task/task_spec.h"
+#include "train/augment.h"
 #include "train/progress.h"
 
 namespace dash::train {
@@ -47,6 +48,7 @@ struct StageOptions {
   int64_t batch_size = 64;
   double batch_fraction = 1.0;  // share of the shuffled train batches used per epoch
   Hyperparams hp;
+  Augment augment;              // of each train batch (classification and multilabel only)
   double clip_grad_norm = 0;    // of the weights' gradients; 0: off
   bool search = false;          // also train the architecture logits
   ArchOptions arch;
@@ -63,6 +65,10 @@ struct StageOptions {
   // With a time budget: warn (StageResult::warning) when the first steps
   // project fewer than this many steps in the budget (0: never).
   int64_t warn_below_steps = 0;
+  // With a time budget: throw std::invalid_argument when the first step
+  // alone ends past it (the budget cannot hold one step), instead of
+  // returning an untrained network late.
+  bool require_one_step = false;
   bool keep_best = true;        // end with the best-validated weights
   std::string checkpoint;       // "" for none
   bool resume = false;          // continue from `checkpoint` if it exists
@@ -92,11 +98,16 @@ struct StageResult {
 struct Evaluation {
   double loss = 0;
   double metric = std::numeric_limits<double>::quiet_NaN();
+  int64_t samples = 0;  // how many were scored (all, unless max_seconds cut it short)
 };
 
-// Loss and metric over a whole split, in evaluation mode, without gradients.
+// Loss and metric over a split, in evaluation mode, without gradients. With
+// max_seconds > 0 the pass fits in that time: when the first batch shows the
+// whole split would not, the rest is an evenly spaced subset of the split
+// (not its head, which may be sorted by class), and the deadline is checked
+// after every batch. At least one batch is always scored.
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
-                    int64_t batch_size);
+                    int64_t batch_size, double max_seconds = 0);
 
 // Trains `model` on data.train, validating on data.valid after each epoch.
 // Throws Cancelled when `progress` returns false.
