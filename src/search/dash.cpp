@@ -234,7 +234,8 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
   so.clip_grad_norm = o.clip_grad_norm;
   so.search = true;
   so.arch = o.arch;
-  so.require_one_step = true;
+  // No require_one_step: a search whose share cannot hold a step ends
+  // undecided (the plain layers), and the grid has what is left of the call.
   so.validate = false;   // the stopping rule decides, not a validation score
   so.keep_best = false;  // the architecture is where the logits ended
   so.checkpoint = checkpoint_path(o.checkpoint_dir, "search");
