@@ -8,7 +8,7 @@
 #include <cstring>
 #include <memory>
 
-#include "train/checkpoint.h"
+#include "util/atomic_file.h"
 #include "util/errors.h"
 
 namespace dash::model {
@@ -50,7 +50,7 @@ void write_model_file(const std::string& path, const ModelFileContent& content) 
   bytes += content.weights;
   put_le(&bytes, crc32_of(bytes.data(), bytes.size()), 4);
 
-  train::write_bytes_atomically(path, bytes);
+  util::write_bytes_atomically(path, bytes);
 }
 
 ModelFileContent read_model_file(const std::string& path) {

@@ -2,7 +2,7 @@
 
 #include <torch/torch.h>
 
-#include "dash/dash.h"
+#include "util/version.h"
 #include "model/model_file.h"
 #include "model/weights.h"
 #include "search/dash.h"
@@ -99,7 +99,7 @@ train::Evaluation TrainedModel::evaluate(const task::Split& split) const {
 
 json TrainedModel::metadata() const {
   return {{"format", "dashnas-model"},
-          {"library_version", DASH_VERSION_STRING},
+          {"library_version", util::kVersion},
           {"task", spec_.to_json()},
           {"backbone",
            {{"name", backbone_.name()},

@@ -7,7 +7,7 @@
 #include <stdexcept>
 
 #include "task/loss_metric.h"
-#include "train/checkpoint.h"
+#include "util/atomic_file.h"
 
 namespace dash::train {
 namespace {
@@ -106,7 +106,7 @@ void save_checkpoint(const std::string& path, nn::Backbone& model, torch::optim:
     archive.write("order_rng", order_gen.get_state());
     archive.save_to(bytes);
   }
-  write_bytes_atomically(path, bytes.str());
+  util::write_bytes_atomically(path, bytes.str());
 }
 
 StageState load_checkpoint(const std::string& path, nn::Backbone& model,
@@ -218,30 +218,20 @@ Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task:
     targets.push_back(y);
     ev.samples += x.size(0);
   };
-  const int64_t first = std::min(batch_size, n);
-  score(split.x.narrow(0, 0, first), split.y.narrow(0, 0, first));
-  // The rows still to score: all of them, or as many as the time left holds
-  // at the first batch's pace, spread evenly over the split.
-  at::Tensor rest = torch::arange(first, n, torch::kLong);
-  if (max_seconds > 0 && rest.numel() > 0) {
-    const double per_sample = seconds_since(t0) / static_cast<double>(first);
-    const auto fit = static_cast<int64_t>(std::max(0.0, max_seconds - seconds_since(t0)) / per_sample);
-    if (fit < rest.numel()) {
-      rest = fit == 0 ? rest.narrow(0, 0, 0)
-                      : (torch::arange(fit, torch::kDouble) * (static_cast<double>(rest.numel()) /
-                                                                 static_cast<double>(fit)))
-                                .to(torch::kLong)
-                                .add_(first);
+  if (!(max_seconds > 0)) {
+    for (int64_t start = 0; start < n; start += batch_size) {
+      const int64_t len = std::min(batch_size, n - start);
+      score(split.x.narrow(0, start, len), split.y.narrow(0, start, len));
     }
-  }
-  const bool all = rest.numel() == n - first;
-  for (int64_t start = 0; start < rest.numel(); start += batch_size) {
-    if (max_seconds > 0 && seconds_since(t0) >= max_seconds) break;
-    const int64_t len = std::min(batch_size, rest.numel() - start);
-    if (all) {
-      score(split.x.narrow(0, first + start, len), split.y.narrow(0, first + start, len));
-    } else {
-      const at::Tensor idx = rest.narrow(0, start, len).to(split.x.device());
+  } else {
+    // Interleaved batches: batch j holds rows j, j + K, j + 2K, ... (K
+    // batches in all), so whatever prefix of batches the time allows is
+    // spread over the whole split, never its head (which may be sorted by
+    // class). The deadline is checked after every batch.
+    const int64_t batches = (n + batch_size - 1) / batch_size;
+    for (int64_t j = 0; j < batches; ++j) {
+      if (j > 0 && seconds_since(t0) >= max_seconds) break;
+      const at::Tensor idx = torch::arange(j, n, batches, torch::kLong).to(split.x.device());
       score(split.x.index_select(0, idx), split.y.index_select(0, idx));
     }
   }
@@ -289,7 +279,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   }
 
   StageState s;
-  if (opt.resume && !opt.checkpoint.empty() && file_exists(opt.checkpoint)) {
+  if (opt.resume && !opt.checkpoint.empty() && util::file_exists(opt.checkpoint)) {
     s = load_checkpoint(opt.checkpoint, model, weights, arch.get(), order_gen);
   }
 

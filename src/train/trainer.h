@@ -102,10 +102,9 @@ struct Evaluation {
 };
 
 // Loss and metric over a split, in evaluation mode, without gradients. With
-// max_seconds > 0 the pass fits in that time: when the first batch shows the
-// whole split would not, the rest is an evenly spaced subset of the split
-// (not its head, which may be sorted by class), and the deadline is checked
-// after every batch. At least one batch is always scored.
+// max_seconds > 0 the pass stops at that time (checked after every batch;
+// at least one is scored), and its batches interleave the rows, so a pass
+// cut short has scored an evenly spread subset, not the split's head.
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
                     int64_t batch_size, double max_seconds = 0);
 

@@ -1,4 +1,4 @@
-#include "train/checkpoint.h"
+#include "util/atomic_file.h"
 
 #include "util/errors.h"
 
@@ -13,7 +13,7 @@
 #include <filesystem>
 #include <stdexcept>
 
-namespace dash::train {
+namespace dash::util {
 namespace {
 
 void fsync_path(const std::string& path, bool directory) {
@@ -98,4 +98,4 @@ void write_bytes_atomically(const std::string& path, const std::string& bytes) {
   });
 }
 
-}  // namespace dash::train
+}  // namespace dash::util

@@ -6,7 +6,7 @@
 #include <functional>
 #include <string>
 
-namespace dash::train {
+namespace dash::util {
 
 // Calls write(tmp_path) to produce the file, fsyncs it, renames it to `path`
 // and fsyncs the directory. On any failure the temporary file is removed, the
@@ -21,4 +21,4 @@ void write_bytes_atomically(const std::string& path, const std::string& bytes);
 
 bool file_exists(const std::string& path);
 
-}  // namespace dash::train
+}  // namespace dash::util
