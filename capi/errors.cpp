@@ -37,6 +37,8 @@ dash_status guarded(const char* function, const std::function<void()>& f) noexce
     return DASH_OK;
   } catch (const train::Cancelled&) {
     return fail(DASH_CANCELLED, where + "cancelled by the progress callback");
+  } catch (const Interrupted& e) {
+    return fail(DASH_CANCELLED, where + e.what());
   } catch (const std::bad_alloc&) {
     return fail(DASH_OUT_OF_MEMORY,
                 where + "out of memory; use a smaller batch_size, fewer samples or a smaller width");

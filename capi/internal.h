@@ -5,11 +5,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "dash/dash.h"
 #include "model/trained_model.h"
@@ -22,6 +25,9 @@
 struct dash_task {
   dash::task::TaskSpec spec;
   dash::task::Split splits[3];  // indexed by dash_split
+  // Bumped by dash_task_interrupt; a call that sees it change since it began
+  // stops. Mutable: interrupting changes no data, so it takes a const task.
+  mutable std::atomic<uint64_t> interrupts{0};
 };
 
 struct dash_arch {
@@ -59,6 +65,37 @@ struct Unsupported : std::runtime_error {
   explicit Unsupported(const std::string& what) : std::runtime_error(what) {}
 };
 
+// A call stopped by dash_task_interrupt (guarded() makes it DASH_CANCELLED).
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted by dash_task_interrupt") {}
+};
+
+// One call's view of its task's interrupts: the count when the call began.
+class Interruption {
+ public:
+  explicit Interruption(const dash_task& task)
+      : count_(task.interrupts), start_(count_.load()) {}
+  bool requested() const { return count_.load() != start_; }
+  void check() const {
+    if (requested()) throw Interrupted();
+  }
+  // Runs f; the core's Cancelled becomes Interrupted when this call was
+  // interrupted, so the message says which of the two stopped it.
+  template <class F>
+  auto run(F&& f) const -> decltype(f()) {
+    try {
+      return f();
+    } catch (const train::Cancelled&) {
+      check();
+      throw;
+    }
+  }
+
+ private:
+  const std::atomic<uint64_t>& count_;
+  const uint64_t start_;
+};
+
 // Records the message for dash_last_error() and returns the status.
 dash_status fail(dash_status status, const std::string& message);
 
@@ -93,12 +130,17 @@ at::Device compute_device(const nlohmann::json& options);
 // The same for a device name; other names are std::invalid_argument.
 at::Device device_named(const std::string& device);
 
-// Adapts a C progress callback (which may be NULL).
-train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data);
+// The progress function the core gets: stops when `stop` is requested, and
+// otherwise passes the event to the C callback `fn` (which may be NULL).
+train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data, const Interruption& stop);
 
 // The task's data as the pipeline wants it: train (first max_train rows),
 // valid (carved from train when unset), test; checked, not yet normalised.
 task::Dataset task_dataset(const dash_task& task, const nlohmann::json& options);
+
+// prod(shape): values one sample of that shape holds; std::invalid_argument
+// if that overflows int64_t.
+int64_t values_per_sample(const std::vector<int64_t>& shape);
 
 const char* split_name(dash_split split);
 // The split a caller passed, checked. Takes its address: an out-of-range value

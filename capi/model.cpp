@@ -33,7 +33,15 @@ dash_status dash_model_output_size(const dash_model* model, int64_t* out) {
   });
 }
 
-dash_status dash_infer(dash_model* model, const float* x, int64_t n, float* out, int64_t out_len) {
+dash_status dash_model_input_size(const dash_model* model, int64_t* out) {
+  return guarded("dash_model_input_size", [&] {
+    require(model, "model");
+    require(out, "out");
+    *out = dash::capi::values_per_sample(model->model->spec().input_shape);
+  });
+}
+
+dash_status dash_infer(const dash_model* model, const float* x, int64_t n, float* out, int64_t out_len) {
   return guarded("dash_infer", [&] {
     require(model, "model");
     require(x, "x");
@@ -67,12 +75,14 @@ dash_status dash_infer(dash_model* model, const float* x, int64_t n, float* out,
   });
 }
 
-dash_status dash_evaluate(dash_model* model, dash_task* task, dash_split split, char** report_json) {
+dash_status dash_evaluate(const dash_model* model, const dash_task* task, dash_split split,
+                          char** report_json) {
   return guarded("dash_evaluate", [&] {
     require(model, "model");
     require(task, "task");
     const dash_split s = dash::capi::checked_split(&split);
     require(report_json, "report_json");
+    const dash::capi::Interruption stop(*task);
     const auto lock = dash::capi::reading(*model);
     const auto& m = *model->model;
     if (!same_io(m.spec(), task->spec)) {
@@ -87,7 +97,10 @@ dash_status dash_evaluate(dash_model* model, dash_task* task, dash_split split, 
       throw std::invalid_argument(std::string("the ") + dash::capi::split_name(s) +
                                   " split is empty: set its data first");
     }
+    // The core's evaluation has no steps to stop at: an interrupt during it
+    // is honoured once it is done.
     const auto ev = m.evaluate(data);
+    stop.check();
     const json report = {{"split", dash::capi::split_name(s)},
                          {"samples", data.size()},
                          {"loss", ev.loss},

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 
 #include "capi/internal.h"
 #include "search/dash.h"
@@ -10,9 +11,27 @@ namespace dash::capi {
 
 using nlohmann::json;
 
-train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data) {
-  if (fn == nullptr) return nullptr;
-  return [fn, user_data](const train::Progress& p) {
+// dash_progress as it shipped, on LP64 targets (x86-64, aarch64): fields are
+// only ever appended, so a reordering or a changed type fails here.
+constexpr bool kLP64 = sizeof(void*) == 8 && sizeof(size_t) == 8;
+static_assert(!kLP64 || offsetof(dash_progress, size) == 0, "dash_progress.size moved");
+static_assert(!kLP64 || offsetof(dash_progress, stage) == 8, "dash_progress.stage moved");
+static_assert(!kLP64 || offsetof(dash_progress, epoch) == 16, "dash_progress.epoch moved");
+static_assert(!kLP64 || offsetof(dash_progress, epochs) == 24, "dash_progress.epochs moved");
+static_assert(!kLP64 || offsetof(dash_progress, step) == 32, "dash_progress.step moved");
+static_assert(!kLP64 || offsetof(dash_progress, steps) == 40, "dash_progress.steps moved");
+static_assert(!kLP64 || offsetof(dash_progress, loss) == 48, "dash_progress.loss moved");
+static_assert(!kLP64 || offsetof(dash_progress, metric) == 56, "dash_progress.metric moved");
+static_assert(!kLP64 || offsetof(dash_progress, elapsed_s) == 64, "dash_progress.elapsed_s moved");
+static_assert(!kLP64 || offsetof(dash_progress, eta_s) == 72, "dash_progress.eta_s moved");
+static_assert(!kLP64 || sizeof(dash_progress) == 80,
+              "sizeof(dash_progress) changed: a new field goes at the end, and this check with it");
+
+train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data, const Interruption& stop) {
+  // Installed even without a C callback: interrupts are seen here.
+  return [fn, user_data, &stop](const train::Progress& p) {
+    if (stop.requested()) return false;
+    if (fn == nullptr) return true;
     dash_progress e;
     e.size = sizeof(dash_progress);
     e.stage = p.stage.c_str();
@@ -71,12 +90,13 @@ json arch_json(const dash_arch& a) {
 
 extern "C" {
 
-dash_status dash_search(dash_task* task, const char* options_json, dash_progress_fn progress,
+dash_status dash_search(const dash_task* task, const char* options_json, dash_progress_fn progress,
                         void* user_data, dash_arch** out) {
   return guarded("dash_search", [&] {
     const auto t_call = std::chrono::steady_clock::now();
     require(task, "task");
     require(out, "out");
+    const dash::capi::Interruption stop(*task);
     const json opt = dash::capi::parse_options(options_json, dash::capi::Call::kSearch);
     dash::capi::apply_runtime_options(opt);
     const auto raw = dash::capi::task_dataset(*task, opt);
@@ -116,8 +136,12 @@ dash_status dash_search(dash_task* task, const char* options_json, dash_progress
     so.checkpoint_dir = opt["checkpoint_dir"].get<std::string>();
     so.resume = opt["resume"].get<bool>();
 
-    auto outcome = dash::search::run_search(task->spec, data, so,
-                                            dash::capi::progress_adapter(progress, user_data));
+    stop.check();
+    auto outcome = stop.run([&] {
+      return dash::search::run_search(task->spec, data, so,
+                                      dash::capi::progress_adapter(progress, user_data, stop));
+    });
+    stop.check();
     auto arch = std::make_unique<dash_arch>();
     arch->architecture = outcome.architecture;
     arch->hp = outcome.hp;
@@ -182,13 +206,14 @@ dash_status dash_arch_plain(const dash_task* task, dash_arch** out) {
 
 void dash_arch_free(dash_arch* arch) { delete arch; }
 
-dash_status dash_retrain(dash_task* task, const dash_arch* arch, const char* options_json,
+dash_status dash_retrain(const dash_task* task, const dash_arch* arch, const char* options_json,
                          dash_progress_fn progress, void* user_data, dash_model** out) {
   return guarded("dash_retrain", [&] {
     const auto t_call = std::chrono::steady_clock::now();
     require(task, "task");
     require(arch, "arch");
     require(out, "out");
+    const dash::capi::Interruption stop(*task);
     const json opt = dash::capi::parse_options(options_json, dash::capi::Call::kRetrain);
     dash::capi::apply_runtime_options(opt);
     const auto raw = dash::capi::task_dataset(*task, opt);
@@ -213,8 +238,12 @@ dash_status dash_retrain(dash_task* task, const dash_arch* arch, const char* opt
     ro.time_budget_s = budget_left(opt, t_call);
     ro.checkpoint_dir = opt["checkpoint_dir"].get<std::string>();
     ro.resume = opt["resume"].get<bool>();
-    auto r = dash::search::run_retrain(task->spec, data, arch->architecture, hp, ro,
-                                       dash::capi::progress_adapter(progress, user_data));
+    stop.check();
+    auto r = stop.run([&] {
+      return dash::search::run_retrain(task->spec, data, arch->architecture, hp, ro,
+                                       dash::capi::progress_adapter(progress, user_data, stop));
+    });
+    stop.check();
     json report = r.report;
     if (!arch->report.empty()) report["search"] = arch->report;
     r.model->to(at::kCPU);  // every model starts on the CPU (dash_model_set_device moves it)

@@ -31,6 +31,17 @@ task::Dataset task_dataset(const dash_task& t, const json& options) {
                             options["seed"].get<uint64_t>());
 }
 
+int64_t values_per_sample(const std::vector<int64_t>& shape) {
+  int64_t total = 1;
+  for (int64_t d : shape) {
+    if (d != 0 && total > std::numeric_limits<int64_t>::max() / d) {
+      throw std::invalid_argument("the shape's size overflows int64_t");
+    }
+    total *= d;
+  }
+  return total;
+}
+
 }  // namespace dash::capi
 
 namespace {
@@ -120,6 +131,30 @@ dash_status dash_task_to_json(const dash_task* task, char** json_out) {
     require(task, "task");
     require(json_out, "json_out");
     *json_out = dash::capi::copy_string(task->spec.to_json().dump());
+  });
+}
+
+dash_status dash_task_input_size(const dash_task* task, int64_t* out) {
+  return guarded("dash_task_input_size", [&] {
+    require(task, "task");
+    require(out, "out");
+    *out = dash::capi::values_per_sample(task->spec.input_shape);
+  });
+}
+
+dash_status dash_task_target_size(const dash_task* task, int64_t* out) {
+  return guarded("dash_task_target_size", [&] {
+    require(task, "task");
+    require(out, "out");
+    // {} for classification: one class index.
+    *out = dash::capi::values_per_sample(task->spec.target_shape());
+  });
+}
+
+dash_status dash_task_interrupt(const dash_task* task) {
+  return guarded("dash_task_interrupt", [&] {
+    require(task, "task");
+    task->interrupts.fetch_add(1);
   });
 }
 

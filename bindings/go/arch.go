@@ -10,9 +10,11 @@ import (
 )
 
 // Arch is a searched architecture with its hyperparameters (dash_arch).
-// Its methods run one at a time; it may be shared between goroutines.
+// It is immutable: it may be shared between goroutines, and every use runs
+// at once with the others; only Close waits for them.
 type Arch struct {
-	mu sync.Mutex
+	// mu guards p against Close only: every use shares it, Close holds it alone.
+	mu sync.RWMutex
 	p  *C.dash_arch
 }
 
@@ -43,11 +45,11 @@ func ArchFromJSON(text string) (*Arch, error) {
 // PlainArch is the plain backbone for a task (k=3, d=1 everywhere): the
 // baseline DASH beats.
 func PlainArch(task *Task) (*Arch, error) {
-	p, err := task.lock("PlainArch")
+	p, unlock, err := task.read("PlainArch")
 	if err != nil {
 		return nil, err
 	}
-	defer task.mu.Unlock()
+	defer unlock()
 	var out *C.dash_arch
 	var msg *C.char
 	if err := check(C.dashgo_arch_plain(p, &out, &msg), msg); err != nil {
@@ -56,25 +58,27 @@ func PlainArch(task *Task) (*Arch, error) {
 	return newArch(out), nil
 }
 
-func (a *Arch) lock(op string) (*C.dash_arch, error) {
+// read holds the arch open for one use; the caller unlocks with the returned
+// function (deferring it keeps a reachable, so the finalizer waits).
+func (a *Arch) read(op string) (*C.dash_arch, func(), error) {
 	if a == nil {
-		return nil, errorf(InvalidArgument, "%s: the arch is nil", op)
+		return nil, nil, errorf(InvalidArgument, "%s: the arch is nil", op)
 	}
-	a.mu.Lock()
+	a.mu.RLock()
 	if a.p == nil {
-		a.mu.Unlock()
-		return nil, closedError(op, "arch")
+		a.mu.RUnlock()
+		return nil, nil, closedError(op, "arch")
 	}
-	return a.p, nil
+	return a.p, a.mu.RUnlock, nil
 }
 
 // JSON is the architecture and its hyperparameters, as ArchFromJSON reads them.
 func (a *Arch) JSON() (string, error) {
-	p, err := a.lock("Arch.JSON")
+	p, unlock, err := a.read("Arch.JSON")
 	if err != nil {
 		return "", err
 	}
-	defer a.mu.Unlock()
+	defer unlock()
 	var out, msg *C.char
 	if err := check(C.dashgo_arch_to_json(p, &out, &msg), msg); err != nil {
 		return "", err

@@ -13,9 +13,13 @@
 //     message. The message is read in the same cgo call as the failing
 //     function (see shim.h), so it is always the message of that call even
 //     though Go moves goroutines between OS threads.
-//   - Handles are safe to share between goroutines: each Task, Arch and Model
-//     serialises its calls with a mutex, except Model.Infer, which the library
-//     allows from many threads at once and which runs concurrently.
+//   - Handles are safe to share between goroutines, with the library's rules
+//     (dash.h, "Threads"): an Arch is immutable and a Model locks itself, so
+//     their methods all run at once; a Task's reading methods (Search,
+//     Retrain, Model.Evaluate, ...) run at once, and SetData, SetDataValues
+//     and LoadFiles wait for them and run alone. Task.Interrupt stops the
+//     searches, retrains and evaluations running on a task from any
+//     goroutine. Close waits for the calls running on its handle.
 //   - Progress callbacks cross into C as a runtime/cgo.Handle, never as a Go
 //     pointer kept by C. A callback that panics cancels the call; the panic is
 //     raised again, as a *CallbackPanic, in the calling goroutine once the C
@@ -49,7 +53,7 @@ const (
 	InvalidArgument Status = C.DASH_INVALID_ARGUMENT // a nil, a wrong length or shape, a bad option
 	IOError         Status = C.DASH_IO_ERROR         // a file is missing, unreadable or unwritable
 	BadFile         Status = C.DASH_BAD_FILE         // a file was read but is truncated, corrupted or not ours
-	Cancelled       Status = C.DASH_CANCELLED        // the progress callback asked to stop
+	Cancelled       Status = C.DASH_CANCELLED        // the progress callback or Task.Interrupt stopped it
 	Unsupported     Status = C.DASH_UNSUPPORTED      // valid, but not available in this build (e.g. CUDA)
 	OutOfMemory     Status = C.DASH_OUT_OF_MEMORY    // an allocation failed; the library keeps working
 	Internal        Status = C.DASH_INTERNAL         // a bug in dashnas: please report the message

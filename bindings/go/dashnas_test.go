@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"dashnas.dev/dashnas"
 )
@@ -586,6 +587,145 @@ func TestCloseTwiceAndUseAfterClose(t *testing.T) {
 	var nilTask *dashnas.Task
 	_, err = dashnas.PlainArch(nilTask)
 	asError(t, err, dashnas.InvalidArgument)
+}
+
+func TestSizesOfEveryKindComeFromTheLibrary(t *testing.T) {
+	// Floats per input sample and values per target, worked out by hand.
+	cases := []struct {
+		spec          string
+		input, target int
+	}{
+		{`{"kind":"classification","input_shape":[3,4,5],"num_classes":7}`, 60, 1},
+		{`{"kind":"multilabel","input_shape":[2,8],"num_classes":5}`, 16, 5},
+		{`{"kind":"regression","input_shape":[1,8],"num_outputs":3}`, 8, 3},
+		{`{"kind":"dense","input_shape":[2,4,6],"num_outputs":3}`, 48, 72},
+	}
+	for _, c := range cases {
+		task, err := dashnas.NewTask(c.spec)
+		if err != nil {
+			t.Fatalf("%s: %v", c.spec, err)
+		}
+		if task.InputSize() != c.input || task.TargetSize() != c.target {
+			t.Errorf("%s: sizes %d, %d, want %d, %d", c.spec, task.InputSize(), task.TargetSize(), c.input, c.target)
+		}
+		const n = 8
+		x := make([]float32, n*c.input)
+		for i := range x {
+			x[i] = float32(math.Sin(0.37 * float64(i)))
+		}
+		if c.target == 1 {
+			y := make([]int64, n)
+			for i := range y {
+				y[i] = int64(i % 7)
+			}
+			err = task.SetData(dashnas.SplitTrain, x, y)
+		} else {
+			y := make([]float32, n*c.target)
+			for i := range y {
+				y[i] = float32(i % 2)
+			}
+			err = task.SetDataValues(dashnas.SplitTrain, x, y)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", c.spec, err)
+		}
+		arch, err := dashnas.PlainArch(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		model, err := task.Retrain(arch, `{"epochs":1,"threads":1,"batch_size":4}`, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.spec, err)
+		}
+		wantOut := c.target
+		if c.target == 1 {
+			wantOut = 7 // logits per class
+		}
+		if model.InputSize() != c.input || model.OutputSize() != wantOut {
+			t.Errorf("%s: model sizes %d, %d, want %d, %d", c.spec, model.InputSize(), model.OutputSize(), c.input, wantOut)
+		}
+		if _, err := model.Infer(x[:c.input], 1); err != nil {
+			t.Errorf("%s: Infer: %v", c.spec, err)
+		}
+		model.Close()
+		arch.Close()
+		task.Close()
+	}
+}
+
+func TestInterruptFromAnotherGoroutineCancelsARetrain(t *testing.T) {
+	task := newTask(t)
+	defer task.Close()
+	arch, err := dashnas.PlainArch(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer arch.Close()
+	started := make(chan struct{})
+	var once sync.Once
+	type result struct {
+		model *dashnas.Model
+		err   error
+	}
+	done := make(chan result)
+	go func() {
+		// Thousands of epochs: only the interrupt ends it early.
+		m, err := task.Retrain(arch, `{"epochs":5000,"threads":1,"batch_size":16}`, func(dashnas.Progress) bool {
+			once.Do(func() { close(started) })
+			return true
+		})
+		done <- result{m, err}
+	}()
+	<-started
+	// Reading the task meanwhile is allowed: it does not wait for the retrain.
+	if n, err := task.SplitSize(dashnas.SplitTrain); err != nil || n != 64 {
+		t.Errorf("SplitSize during a retrain: %d, %v", n, err)
+	}
+	if err := task.Interrupt(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.model != nil {
+		r.model.Close()
+	}
+	e := asError(t, r.err, dashnas.Cancelled)
+	if !strings.Contains(e.Message, "interrupted by dash_task_interrupt") {
+		t.Errorf("message %q", e.Message)
+	}
+	// A call that starts afterwards is not affected.
+	model, err := task.Retrain(arch, retrainOpts, nil)
+	if err != nil {
+		t.Fatalf("Retrain after Interrupt: %v", err)
+	}
+	model.Close()
+}
+
+func TestInterruptWithoutACallbackAndAfterClose(t *testing.T) {
+	task := newTask(t)
+	done := make(chan error)
+	go func() {
+		_, err := task.Search(`{"epochs":5000,"hpo":false,"threads":1,"batch_size":16}`, nil)
+		done <- err
+	}()
+	// Interrupts until Search returns: whenever it began, one comes after.
+	var err error
+loop:
+	for {
+		select {
+		case err = <-done:
+			break loop
+		default:
+			if e := task.Interrupt(); e != nil {
+				t.Fatal(e)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	asError(t, err, dashnas.Cancelled)
+	task.Close()
+	asError(t, task.Interrupt(), dashnas.InvalidArgument)
+	var nilTask *dashnas.Task
+	asError(t, nilTask.Interrupt(), dashnas.InvalidArgument)
 }
 
 func TestMain(m *testing.M) {

@@ -5,19 +5,20 @@ package dashnas
 import "C"
 
 import (
-	"encoding/json"
 	"runtime"
 	"sync"
 )
 
 // Model is a trained network, ready to infer (dash_model).
 //
-// Infer may run from many goroutines at once (the library allows it); the
-// other methods and Close wait for running Infer calls and run alone.
+// Every method may run from many goroutines at once: the library locks a
+// model itself (SetDevice waits for the calls running on it). Only Close
+// waits for the others and runs alone.
 type Model struct {
+	// mu guards p against Close only: every call shares it, Close holds it alone.
 	mu         sync.RWMutex
 	p          *C.dash_model
-	shape      shapes
+	inputSize  int // floats Infer reads per sample
 	outputSize int // values Infer gives per sample
 }
 
@@ -33,24 +34,20 @@ func newModel(p *C.dash_model) (*Model, error) {
 }
 
 func (m *Model) readSizes() error {
-	var size C.int64_t
+	var in, out C.int64_t
 	var msg *C.char
-	if err := check(C.dashgo_model_output_size(m.p, &size, &msg), msg); err != nil {
+	if err := check(C.dashgo_model_input_size(m.p, &in, &msg), msg); err != nil {
 		return err
 	}
-	m.outputSize = int(size)
-	info, err := m.Info()
-	if err != nil {
+	if err := check(C.dashgo_model_output_size(m.p, &out, &msg), msg); err != nil {
 		return err
 	}
-	var meta struct {
-		Task json.RawMessage `json:"task"`
+	const maxSize = int64(1) << 40
+	if in < 1 || int64(in) > maxSize || out < 1 || int64(out) > maxSize {
+		return errorf(Internal, "the library gave sizes %d (input) and %d (output) this binding cannot use", in, out)
 	}
-	if err := json.Unmarshal([]byte(info), &meta); err != nil || len(meta.Task) == 0 {
-		return errorf(Internal, "dash_model_info gave no \"task\" this binding can read: %s", info)
-	}
-	m.shape, err = parseShapes("dash_model_info", string(meta.Task))
-	return err
+	m.inputSize, m.outputSize = int(in), int(out)
+	return nil
 }
 
 // LoadModel reads a model file written by Model.Save. A missing or
@@ -69,23 +66,24 @@ func LoadModel(path string) (*Model, error) {
 	return newModel(p)
 }
 
-func (m *Model) lock(op string, shared bool) (*C.dash_model, func(), error) {
+// use holds the model open for one call (shared with every other call; only
+// Close excludes it). The caller unlocks with the returned function;
+// deferring it also keeps m reachable, so the finalizer cannot free the
+// handle mid-call.
+func (m *Model) use(op string) (*C.dash_model, func(), error) {
 	if m == nil {
 		return nil, nil, errorf(InvalidArgument, "%s: the model is nil", op)
 	}
-	unlock := m.mu.Unlock
-	if shared {
-		m.mu.RLock()
-		unlock = m.mu.RUnlock
-	} else {
-		m.mu.Lock()
-	}
+	m.mu.RLock()
 	if m.p == nil {
-		unlock()
+		m.mu.RUnlock()
 		return nil, nil, closedError(op, "model")
 	}
-	return m.p, unlock, nil
+	return m.p, m.mu.RUnlock, nil
 }
+
+// InputSize is the number of floats Infer reads per sample: prod(input_shape).
+func (m *Model) InputSize() int { return m.inputSize }
 
 // OutputSize is the number of values Infer gives per sample: num_classes
 // (classification and multilabel logits), num_outputs (regression),
@@ -99,18 +97,18 @@ func (m *Model) OutputSize() int { return m.outputSize }
 // they may differ in the last bit between calls with different n.
 func (m *Model) Infer(x []float32, n int) ([]float32, error) {
 	const op = "Model.Infer"
-	p, unlock, err := m.lock(op, true)
+	p, unlock, err := m.use(op)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	in := m.shape.inputSize
+	in := m.inputSize
 	if n > 0 && (in > int(^uint(0)>>1)/n || m.outputSize > int(^uint(0)>>1)/n) {
 		return nil, errorf(InvalidArgument, "%s: %d samples are too many", op, n)
 	}
 	if n >= 0 && len(x) != n*in {
-		return nil, errorf(InvalidArgument, "%s: x has %d floats, but %d samples of input_shape %v need %d",
-			op, len(x), n, m.shape.inputShape, n*in)
+		return nil, errorf(InvalidArgument, "%s: x has %d floats, but %d samples of %d floats each (InputSize) need %d",
+			op, len(x), n, in, n*in)
 	}
 	outLen := 0
 	if n > 0 {
@@ -127,19 +125,20 @@ func (m *Model) Infer(x []float32, n int) ([]float32, error) {
 
 // Evaluate gives the loss and metric of the model on a split of a task with
 // the same spec, as JSON: {"split", "samples", "loss", "metric_name",
-// "metric", "higher_is_better"}.
+// "metric", "higher_is_better"}. Task.Interrupt makes it return Cancelled
+// once its pass is done.
 func (m *Model) Evaluate(task *Task, split Split) (string, error) {
 	const op = "Model.Evaluate"
-	p, unlock, err := m.lock(op, false)
+	p, unlock, err := m.use(op)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	tp, err := task.lock(op)
+	tp, unlockTask, err := task.read(op)
 	if err != nil {
 		return "", err
 	}
-	defer task.mu.Unlock()
+	defer unlockTask()
 	var out, msg *C.char
 	if err := check(C.dashgo_evaluate(p, tp, C.dash_split(split), &out, &msg), msg); err != nil {
 		return "", err
@@ -150,7 +149,7 @@ func (m *Model) Evaluate(task *Task, split Split) (string, error) {
 // Info is the model's task spec, architecture, hyperparameters, normaliser,
 // training report and library version, as JSON.
 func (m *Model) Info() (string, error) {
-	p, unlock, err := m.lock("Model.Info", false)
+	p, unlock, err := m.use("Model.Info")
 	if err != nil {
 		return "", err
 	}
@@ -165,7 +164,7 @@ func (m *Model) Info() (string, error) {
 // Save writes the model to one self-describing file, atomically: an existing
 // file is replaced only whole.
 func (m *Model) Save(path string) error {
-	p, unlock, err := m.lock("Model.Save", false)
+	p, unlock, err := m.use("Model.Save")
 	if err != nil {
 		return err
 	}
@@ -178,9 +177,10 @@ func (m *Model) Save(path string) error {
 
 // SetDevice chooses where Infer and Evaluate compute: "cpu" (where every
 // model starts), "cuda" (Unsupported without a CUDA build and a GPU) or
-// "auto". Inputs and outputs stay in host memory. It waits for running calls.
+// "auto". Inputs and outputs stay in host memory. The library makes it wait
+// for the calls running on the model, and holds new ones back meanwhile.
 func (m *Model) SetDevice(device string) error {
-	p, unlock, err := m.lock("Model.SetDevice", false)
+	p, unlock, err := m.use("Model.SetDevice")
 	if err != nil {
 		return err
 	}
@@ -191,7 +191,7 @@ func (m *Model) SetDevice(device string) error {
 	return check(C.dashgo_model_set_device(p, s, &msg), msg)
 }
 
-// Close frees the model, after any running Infer calls. It is safe to call
+// Close frees the model, after the calls running on it. It is safe to call
 // more than once.
 func (m *Model) Close() error {
 	if m == nil {

@@ -56,7 +56,19 @@ dash_status dashgo_task_to_json(const dash_task *task, char **json_out, char **e
   DASHGO_CALL(dash_task_to_json(task, json_out));
 }
 
-dash_status dashgo_search(dash_task *task, const char *options_json, uintptr_t handle,
+dash_status dashgo_task_input_size(const dash_task *task, int64_t *out, char **err) {
+  DASHGO_CALL(dash_task_input_size(task, out));
+}
+
+dash_status dashgo_task_target_size(const dash_task *task, int64_t *out, char **err) {
+  DASHGO_CALL(dash_task_target_size(task, out));
+}
+
+dash_status dashgo_task_interrupt(const dash_task *task, char **err) {
+  DASHGO_CALL(dash_task_interrupt(task));
+}
+
+dash_status dashgo_search(const dash_task *task, const char *options_json, uintptr_t handle,
                           dash_arch **out, char **err) {
   DASHGO_CALL(dash_search(task, options_json, dashgo_progress_fn(handle), (void *)handle, out));
 }
@@ -73,7 +85,7 @@ dash_status dashgo_arch_plain(const dash_task *task, dash_arch **out, char **err
   DASHGO_CALL(dash_arch_plain(task, out));
 }
 
-dash_status dashgo_retrain(dash_task *task, const dash_arch *arch, const char *options_json,
+dash_status dashgo_retrain(const dash_task *task, const dash_arch *arch, const char *options_json,
                            uintptr_t handle, dash_model **out, char **err) {
   DASHGO_CALL(
       dash_retrain(task, arch, options_json, dashgo_progress_fn(handle), (void *)handle, out));
@@ -83,12 +95,16 @@ dash_status dashgo_model_output_size(const dash_model *model, int64_t *out, char
   DASHGO_CALL(dash_model_output_size(model, out));
 }
 
-dash_status dashgo_infer(dash_model *model, const float *x, int64_t n, float *out, int64_t out_len,
-                         char **err) {
+dash_status dashgo_model_input_size(const dash_model *model, int64_t *out, char **err) {
+  DASHGO_CALL(dash_model_input_size(model, out));
+}
+
+dash_status dashgo_infer(const dash_model *model, const float *x, int64_t n, float *out,
+                         int64_t out_len, char **err) {
   DASHGO_CALL(dash_infer(model, x, n, out, out_len));
 }
 
-dash_status dashgo_evaluate(dash_model *model, dash_task *task, dash_split split,
+dash_status dashgo_evaluate(const dash_model *model, const dash_task *task, dash_split split,
                             char **report_json, char **err) {
   DASHGO_CALL(dash_evaluate(model, task, split, report_json));
 }

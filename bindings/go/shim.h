@@ -27,19 +27,23 @@ dash_status dashgo_task_load_files(dash_task *task, dash_split split, const char
 dash_status dashgo_task_split_size(const dash_task *task, dash_split split, int64_t *out,
                                    char **err);
 dash_status dashgo_task_to_json(const dash_task *task, char **json_out, char **err);
+dash_status dashgo_task_input_size(const dash_task *task, int64_t *out, char **err);
+dash_status dashgo_task_target_size(const dash_task *task, int64_t *out, char **err);
+dash_status dashgo_task_interrupt(const dash_task *task, char **err);
 
-dash_status dashgo_search(dash_task *task, const char *options_json, uintptr_t handle,
+dash_status dashgo_search(const dash_task *task, const char *options_json, uintptr_t handle,
                           dash_arch **out, char **err);
 dash_status dashgo_arch_to_json(const dash_arch *arch, char **json_out, char **err);
 dash_status dashgo_arch_from_json(const char *json, dash_arch **out, char **err);
 dash_status dashgo_arch_plain(const dash_task *task, dash_arch **out, char **err);
 
-dash_status dashgo_retrain(dash_task *task, const dash_arch *arch, const char *options_json,
+dash_status dashgo_retrain(const dash_task *task, const dash_arch *arch, const char *options_json,
                            uintptr_t handle, dash_model **out, char **err);
 dash_status dashgo_model_output_size(const dash_model *model, int64_t *out, char **err);
-dash_status dashgo_infer(dash_model *model, const float *x, int64_t n, float *out, int64_t out_len,
-                         char **err);
-dash_status dashgo_evaluate(dash_model *model, dash_task *task, dash_split split,
+dash_status dashgo_model_input_size(const dash_model *model, int64_t *out, char **err);
+dash_status dashgo_infer(const dash_model *model, const float *x, int64_t n, float *out,
+                         int64_t out_len, char **err);
+dash_status dashgo_evaluate(const dash_model *model, const dash_task *task, dash_split split,
                             char **report_json, char **err);
 dash_status dashgo_model_info(const dash_model *model, char **json_out, char **err);
 dash_status dashgo_model_save(const dash_model *model, const char *path, char **err);

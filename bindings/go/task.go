@@ -14,23 +14,30 @@ import (
 
 // Task is a task spec and its data splits (dash_task).
 //
-// A Task may be shared between goroutines: its methods run one at a time.
-// A progress callback of Search or Retrain must not call methods of the
-// task, arch or model of the running call (they would wait for the call to
-// end, which waits for the callback).
+// A Task may be shared between goroutines. The methods that only read it
+// (Search, Retrain, SplitSize, JSON, PlainArch, Model.Evaluate, ...) run at
+// once, as the library allows; SetData, SetDataValues, LoadFiles and Close
+// change it and wait for the others to end. Interrupt runs at any time.
+// A progress callback of Search or Retrain may call Interrupt, but no other
+// method of the task, arch or model of the running call (a waiting SetData
+// would make it wait for the call to end, which waits for the callback).
 type Task struct {
-	mu    sync.Mutex
-	p     *C.dash_task
-	shape shapes
+	// mu is the library's rule for a task: calls that read it share it,
+	// calls that change or free it hold it alone.
+	mu sync.RWMutex
+	// freeMu guards p against Close for Interrupt, which must not wait for
+	// the readers holding mu: Close holds both.
+	freeMu sync.RWMutex
+	p      *C.dash_task
+	shape  shapes
 }
 
 // shapes is what the binding must know to pass slices of the right length:
 // C reads x and y through bare pointers and cannot check their length.
 type shapes struct {
 	kind       string
-	inputShape []int64
-	inputSize  int // floats per sample of x
-	targetSize int // float32 targets per sample; 0 for classification (one int64 class)
+	inputSize  int // floats per sample of x (dash_task_input_size)
+	targetSize int // values per target (dash_task_target_size); one int64 for classification
 }
 
 // NewTask makes a task from a spec:
@@ -54,95 +61,81 @@ func NewTask(specJSON string) (*Task, error) {
 	}
 	t := &Task{p: p}
 	runtime.SetFinalizer(t, (*Task).Close)
-	text, err := t.JSON()
-	if err == nil {
-		t.shape, err = parseShapes("dash_task_to_json", text)
-	}
-	if err != nil {
+	if err := t.readShapes(); err != nil {
 		t.Close()
 		return nil, err
 	}
 	return t, nil
 }
 
-// parseShapes reads the sizes of a filled-in task spec (dash_task_to_json,
-// or the "task" of dash_model_info).
-func parseShapes(where, specJSON string) (shapes, error) {
+// readShapes asks the library for the sizes, and reads the kind (which says
+// whether targets are int64 classes or floats) from the filled-in spec.
+func (t *Task) readShapes() error {
+	var in, target C.int64_t
+	var msg *C.char
+	if err := check(C.dashgo_task_input_size(t.p, &in, &msg), msg); err != nil {
+		return err
+	}
+	if err := check(C.dashgo_task_target_size(t.p, &target, &msg), msg); err != nil {
+		return err
+	}
+	text, err := t.JSON()
+	if err != nil {
+		return err
+	}
 	var spec struct {
-		Kind       string  `json:"kind"`
-		InputShape []int64 `json:"input_shape"`
-		NumClasses int64   `json:"num_classes"`
-		NumOutputs int64   `json:"num_outputs"`
+		Kind string `json:"kind"`
 	}
-	bad := func(why string) (shapes, error) {
-		return shapes{}, errorf(Internal, "%s gave a task spec this binding cannot read (%s): %s", where, why, specJSON)
-	}
-	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
-		return bad(err.Error())
-	}
-	if len(spec.InputShape) < 2 {
-		return bad("input_shape has fewer than 2 dimensions")
+	if err := json.Unmarshal([]byte(text), &spec); err != nil || spec.Kind == "" {
+		return errorf(Internal, "dash_task_to_json gave a spec without a kind this binding can read: %s", text)
 	}
 	const maxSize = int64(1) << 40
-	product := func(dims []int64) (int, bool) {
-		n := int64(1)
-		for _, d := range dims {
-			if d < 1 || d > maxSize/n {
-				return 0, false
-			}
-			n *= d
-		}
-		return int(n), true
+	if in < 1 || int64(in) > maxSize || target < 1 || int64(target) > maxSize {
+		return errorf(Internal, "the library gave sizes %d (input) and %d (target) this binding cannot use", in, target)
 	}
-	s := shapes{kind: spec.Kind, inputShape: spec.InputShape}
-	var ok bool
-	if s.inputSize, ok = product(spec.InputShape); !ok {
-		return bad("bad input_shape")
-	}
-	switch spec.Kind {
-	case "classification":
-		s.targetSize = 0
-	case "multilabel":
-		s.targetSize, ok = product([]int64{spec.NumClasses})
-	case "regression":
-		s.targetSize, ok = product([]int64{spec.NumOutputs})
-	case "dense":
-		s.targetSize, ok = product(append([]int64{spec.NumOutputs}, spec.InputShape[1:]...))
-	default:
-		// A kind newer than this binding: SetData* refuse it (targetSize -1).
-		s.targetSize, ok = -1, true
-	}
-	if !ok {
-		return bad("bad num_classes or num_outputs")
-	}
-	return s, nil
+	t.shape = shapes{kind: spec.Kind, inputSize: int(in), targetSize: int(target)}
+	return nil
 }
 
 func closedError(op, what string) error {
 	return errorf(InvalidArgument, "%s: the %s is closed", op, what)
 }
 
-// lock holds the task for one call. The caller unlocks; its deferred Unlock
-// also keeps t reachable, so the finalizer cannot free the handle mid-call.
-func (t *Task) lock(op string) (*C.dash_task, error) {
+// read holds the task shared for a call that only reads it; write holds it
+// alone. The caller unlocks with the returned function; deferring it also
+// keeps t reachable, so the finalizer cannot free the handle mid-call.
+func (t *Task) read(op string) (*C.dash_task, func(), error) { return t.hold(op, true) }
+
+func (t *Task) write(op string) (*C.dash_task, func(), error) { return t.hold(op, false) }
+
+func (t *Task) hold(op string, shared bool) (*C.dash_task, func(), error) {
 	if t == nil {
-		return nil, errorf(InvalidArgument, "%s: the task is nil", op)
+		return nil, nil, errorf(InvalidArgument, "%s: the task is nil", op)
 	}
-	t.mu.Lock()
+	unlock := t.mu.Unlock
+	if shared {
+		t.mu.RLock()
+		unlock = t.mu.RUnlock
+	} else {
+		t.mu.Lock()
+	}
 	if t.p == nil {
-		t.mu.Unlock()
-		return nil, closedError(op, "task")
+		unlock()
+		return nil, nil, closedError(op, "task")
 	}
-	return t.p, nil
+	return t.p, unlock, nil
 }
 
-// Close frees the task. It is safe to call more than once.
+// Close frees the task, after the calls running on it. It is safe to call
+// more than once.
 func (t *Task) Close() error {
 	if t == nil {
 		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.freeMu.Lock()
+	defer t.freeMu.Unlock()
 	if t.p != nil {
 		C.dash_task_free(t.p)
 		t.p = nil
@@ -151,6 +144,33 @@ func (t *Task) Close() error {
 	return nil
 }
 
+// Interrupt makes every Search, Retrain and Model.Evaluate running on the
+// task at this moment return an *Error with status Cancelled: Search and
+// Retrain at their next training step, Evaluate once its pass is done.
+// Calls that start afterwards are not affected. It never waits for them, and
+// may be called from any goroutine at any time, progress callbacks included.
+func (t *Task) Interrupt() error {
+	const op = "Task.Interrupt"
+	if t == nil {
+		return errorf(InvalidArgument, "%s: the task is nil", op)
+	}
+	t.freeMu.RLock()
+	defer t.freeMu.RUnlock()
+	if t.p == nil {
+		return closedError(op, "task")
+	}
+	var msg *C.char
+	return check(C.dashgo_task_interrupt(t.p, &msg), msg)
+}
+
+// InputSize is the number of floats one sample of x holds: prod(input_shape).
+func (t *Task) InputSize() int { return t.shape.inputSize }
+
+// TargetSize is the number of values one target holds: 1 for classification
+// (one int64 class), num_classes for multilabel, num_outputs for regression,
+// num_outputs * prod(spatial) for dense.
+func (t *Task) TargetSize() int { return t.shape.targetSize }
+
 // xLen checks that x holds n samples of the input shape.
 func (t *Task) xLen(op string, x []float32, n int) error {
 	if n > 0 && t.shape.inputSize > int(^uint(0)>>1)/n {
@@ -158,8 +178,8 @@ func (t *Task) xLen(op string, x []float32, n int) error {
 	}
 	if want := n * t.shape.inputSize; len(x) != want {
 		return errorf(InvalidArgument,
-			"%s: x has %d floats, but %d samples of input_shape %v need %d",
-			op, len(x), n, t.shape.inputShape, want)
+			"%s: x has %d floats, but %d samples of %d floats each (prod(input_shape)) need %d",
+			op, len(x), n, t.shape.inputSize, want)
 	}
 	return nil
 }
@@ -169,11 +189,11 @@ func (t *Task) xLen(op string, x []float32, n int) error {
 // [0, num_classes), and x holds len(classes) samples of input_shape, C order.
 func (t *Task) SetData(split Split, x []float32, classes []int64) error {
 	const op = "Task.SetData"
-	p, err := t.lock(op)
+	p, unlock, err := t.write(op)
 	if err != nil {
 		return err
 	}
-	defer t.mu.Unlock()
+	defer unlock()
 	if t.shape.kind != "classification" {
 		return errorf(InvalidArgument, "%s: class labels are for classification tasks; this task is %q: use SetDataValues", op, t.shape.kind)
 	}
@@ -193,20 +213,17 @@ func (t *Task) SetData(split Split, x []float32, classes []int64) error {
 // by the size of one sample.
 func (t *Task) SetDataValues(split Split, x []float32, y []float32) error {
 	const op = "Task.SetDataValues"
-	p, err := t.lock(op)
+	p, unlock, err := t.write(op)
 	if err != nil {
 		return err
 	}
-	defer t.mu.Unlock()
-	switch {
-	case t.shape.kind == "classification":
+	defer unlock()
+	if t.shape.kind == "classification" {
 		return errorf(InvalidArgument, "%s: this is a classification task: give int64 classes with SetData", op)
-	case t.shape.targetSize < 0:
-		return errorf(Unsupported, "%s: this binding does not know the target shape of %q tasks", op, t.shape.kind)
 	}
 	if len(x)%t.shape.inputSize != 0 {
-		return errorf(InvalidArgument, "%s: x has %d floats, not a whole number of samples of input_shape %v (%d floats each)",
-			op, len(x), t.shape.inputShape, t.shape.inputSize)
+		return errorf(InvalidArgument, "%s: x has %d floats, not a whole number of samples of %d floats each (prod(input_shape))",
+			op, len(x), t.shape.inputSize)
 	}
 	n := len(x) / t.shape.inputSize
 	if want := n * t.shape.targetSize; len(y) != want {
@@ -222,11 +239,11 @@ func (t *Task) SetDataValues(split Split, x []float32, y []float32) error {
 // C order), .idx or .idx.gz (as Fashion-MNIST ships), with the same checks as
 // SetData.
 func (t *Task) LoadFiles(split Split, xPath, yPath string) error {
-	p, err := t.lock("Task.LoadFiles")
+	p, unlock, err := t.write("Task.LoadFiles")
 	if err != nil {
 		return err
 	}
-	defer t.mu.Unlock()
+	defer unlock()
 	cx, cy := cString(xPath), cString(yPath)
 	defer freeCString(cx)
 	defer freeCString(cy)
@@ -236,11 +253,11 @@ func (t *Task) LoadFiles(split Split, xPath, yPath string) error {
 
 // SplitSize is the number of samples a split holds (0 if unset).
 func (t *Task) SplitSize(split Split) (int, error) {
-	p, err := t.lock("Task.SplitSize")
+	p, unlock, err := t.read("Task.SplitSize")
 	if err != nil {
 		return 0, err
 	}
-	defer t.mu.Unlock()
+	defer unlock()
 	var n C.int64_t
 	var msg *C.char
 	if err := check(C.dashgo_task_split_size(p, C.dash_split(split), &n, &msg), msg); err != nil {
@@ -251,11 +268,11 @@ func (t *Task) SplitSize(split Split) (int, error) {
 
 // JSON is the task spec with defaults filled in.
 func (t *Task) JSON() (string, error) {
-	p, err := t.lock("Task.JSON")
+	p, unlock, err := t.read("Task.JSON")
 	if err != nil {
 		return "", err
 	}
-	defer t.mu.Unlock()
+	defer unlock()
 	var out, msg *C.char
 	if err := check(C.dashgo_task_to_json(p, &out, &msg), msg); err != nil {
 		return "", err
@@ -267,14 +284,15 @@ func (t *Task) JSON() (string, error) {
 // from train if unset), then the hyperparameter grid (option "hpo").
 // optionsJSON is a JSON object ("" for defaults; OptionsDescribe lists them).
 // progress may be nil; it runs on the calling goroutine and returns false to
-// cancel, which makes Search return an *Error with status Cancelled. If
+// cancel, which makes Search return an *Error with status Cancelled (as
+// Interrupt does from any goroutine). If
 // progress panics, Search cancels and then panics with a *CallbackPanic.
 func (t *Task) Search(optionsJSON string, progress func(Progress) bool) (*Arch, error) {
-	p, err := t.lock("Task.Search")
+	p, unlock, err := t.read("Task.Search")
 	if err != nil {
 		return nil, err
 	}
-	defer t.mu.Unlock()
+	defer unlock()
 	opts := cString(optionsJSON)
 	defer freeCString(opts)
 	handle, cb, stop := startCallback(progress)
@@ -297,16 +315,16 @@ func (t *Task) Search(optionsJSON string, progress func(Progress) bool) (*Arch, 
 // weights that validated best. Options, progress and panics as for Search.
 func (t *Task) Retrain(arch *Arch, optionsJSON string, progress func(Progress) bool) (*Model, error) {
 	const op = "Task.Retrain"
-	p, err := t.lock(op)
+	p, unlock, err := t.read(op)
 	if err != nil {
 		return nil, err
 	}
-	defer t.mu.Unlock()
-	a, err := arch.lock(op)
+	defer unlock()
+	a, unlockArch, err := arch.read(op)
 	if err != nil {
 		return nil, err
 	}
-	defer arch.mu.Unlock()
+	defer unlockArch()
 	opts := cString(optionsJSON)
 	defer freeCString(opts)
 	handle, cb, stop := startCallback(progress)
@@ -330,5 +348,5 @@ func (t *Task) String() string {
 	if t == nil {
 		return "dashnas.Task(nil)"
 	}
-	return fmt.Sprintf("dashnas.Task(%s %v)", t.shape.kind, t.shape.inputShape)
+	return fmt.Sprintf("dashnas.Task(%s, %d floats per sample)", t.shape.kind, t.shape.inputSize)
 }

@@ -12,22 +12,49 @@
  *   dash_model_save(model, "model.dash");
  *
  * Conventions (they hold for every function in this header):
- *  - Names are dash_<object>_<verb>; the handle comes first, out-parameters last.
+ *  - Names: a function of one kind of handle or value is dash_<kind>_<what>,
+ *    the kind (task, arch, model, options, string, status) followed by a verb
+ *    for what it does (dash_task_create, dash_model_save, dash_arch_from_json,
+ *    dash_string_free) or a noun for what it gives (dash_task_split_size,
+ *    dash_model_info, dash_arch_plain, dash_status_name). The pipeline's four
+ *    steps are bare verbs: dash_search, dash_retrain, dash_infer, dash_evaluate.
+ *    What belongs to the library as a whole is a bare noun: dash_version,
+ *    dash_abi_version, dash_last_error. Types are dash_<noun>, constants
+ *    DASH_<NOUN>.
+ *  - Arguments: handles first, out-parameters last (an output buffer is
+ *    followed by its length). A handle the call only reads is const.
  *  - Functions that can fail return dash_status; DASH_OK is 0. On failure,
  *    out-parameters are untouched and dash_last_error() says what went wrong
  *    and what to do. The message is thread-local: read it on the thread that
  *    made the failing call, before that thread calls dash_ again.
  *  - No C++ exception ever crosses this boundary.
  *  - Memory the library returns is freed by the matching dash_ function:
- *    strings by dash_string_free, handles by dash_<object>_free. Every free
+ *    strings by dash_string_free, handles by dash_<kind>_free. Every free
  *    function takes the handle itself and accepts NULL.
  *  - Options are JSON objects passed as strings (NULL or "" means all
  *    defaults). An unknown key or a value of the wrong type is an error that
  *    names the key; dash_options_describe lists every option.
- *  - Threads: dash_infer may be called on one model from many threads at once.
- *    Every other function that takes a handle needs that handle to be used by
- *    one thread at a time. "threads" in options sets the library's compute
- *    threads for the whole process (LibTorch's setting is global).
+ *  - Threads, per handle, as the implementation guarantees them:
+ *    dash_arch is immutable once made: any number of threads may use one at
+ *      once (every function takes it as const); only dash_arch_free must come
+ *      after every other use has returned.
+ *    dash_task: the functions that take it as const only read it (dash_search,
+ *      dash_retrain, dash_evaluate, dash_arch_plain, dash_task_split_size,
+ *      dash_task_to_json, dash_task_input_size, dash_task_target_size) and may
+ *      run on one task from many threads at once. dash_task_set_data and
+ *      dash_task_load_files change it: each needs the task to itself, with no
+ *      other call on it running. dash_task_interrupt may be called from any
+ *      thread at any time, during any of these, and from a progress callback.
+ *      dash_task_free must come after every other call on the task returned.
+ *    dash_model locks itself: every function may run on one model from many
+ *      threads at once. dash_model_set_device waits for the calls running on
+ *      the model, and holds new ones back, while it moves the weights. Only
+ *      dash_model_free must come after every other call on it returned.
+ *    Calls are otherwise independent, except for what LibTorch keeps per
+ *    process: "threads" in options sets the compute threads for the whole
+ *    process, and search and retrain seed LibTorch's global random
+ *    generator, so while two run at once (on one task or on two) each is
+ *    correct, but its seed no longer makes it reproducible.
  *  - Arrays are C-order float32 unless said otherwise. x holds n samples of
  *    the task's input_shape; y is int64_t class indices for classification and
  *    float32 of the target shape otherwise (see dash_task_create).
@@ -49,8 +76,11 @@ extern "C" {
 #define DASH_VERSION_MINOR 2
 #define DASH_VERSION_PATCH 0
 #define DASH_VERSION_STRING "0.2.0"
-/* Bumped whenever a released function or struct changes incompatibly. */
-#define DASH_ABI_VERSION 1
+/* Bumped whenever a released function or struct changes. 2: dash_search,
+ * dash_retrain, dash_evaluate and dash_infer take the handles they only read
+ * as const (binary compatible; code that declares them itself must follow),
+ * and dash_task_interrupt and the size functions at the end were added. */
+#define DASH_ABI_VERSION 2
 
 #if defined(DASH_BUILDING_LIBRARY)
 #define DASH_API __attribute__((visibility("default")))
@@ -65,7 +95,7 @@ typedef enum dash_status {
   DASH_INVALID_ARGUMENT = 1, /* a NULL, a wrong length or shape, a bad option */
   DASH_IO_ERROR = 2,         /* a file is missing, unreadable or unwritable */
   DASH_BAD_FILE = 3,         /* a file was read but is truncated, corrupted or not ours */
-  DASH_CANCELLED = 4,        /* the progress callback asked to stop */
+  DASH_CANCELLED = 4,        /* the progress callback or dash_task_interrupt stopped it */
   DASH_UNSUPPORTED = 5,      /* valid, but not available in this build (e.g. CUDA) */
   DASH_OUT_OF_MEMORY = 6,    /* an allocation failed; the library keeps working */
   DASH_INTERNAL = 7          /* a bug in dashnas: please report the message */
@@ -120,8 +150,9 @@ typedef struct dash_progress {
 /* Called after every training step, and once more when an epoch ends, after
  * validation: that event repeats step == steps and carries the new metric.
  * Return 0 to go on; non-zero cancels: the call returns DASH_CANCELLED and
- * frees what it made. The callback runs on the calling thread and must not
- * call dash_ functions on the handles of the running call. */
+ * frees what it made. The callback runs on the calling thread. It may call
+ * what the thread rules above allow alongside the running call (reading its
+ * handles, dash_task_interrupt), but must not change or free its handles. */
 typedef int (*dash_progress_fn)(const dash_progress *event, void *user_data);
 
 /* ---- Tasks ------------------------------------------------------------------ */
@@ -147,7 +178,8 @@ typedef int (*dash_progress_fn)(const dash_progress *event, void *user_data);
 DASH_API dash_status dash_task_create(const char *spec_json, dash_task **out);
 
 /* Copies n samples into a split, replacing what it held. x has n * prod(input_shape)
- * floats; y has n targets as above. Rejects NaN/Inf, labels out of range, n < 1. */
+ * floats (dash_task_input_size); y has n targets as above (dash_task_target_size
+ * values each). Rejects NaN/Inf, labels out of range, n < 1. */
 DASH_API dash_status dash_task_set_data(dash_task *task, dash_split split, const float *x,
                                         const void *y, int64_t n);
 
@@ -169,7 +201,7 @@ DASH_API void dash_task_free(dash_task *task);
 /* DASH's search on the task's train split (validating on valid), then the
  * hyperparameter grid (option "hpo"). Needs train; valid is carved from train
  * if unset. progress may be NULL. See dash_options_describe for options. */
-DASH_API dash_status dash_search(dash_task *task, const char *options_json,
+DASH_API dash_status dash_search(const dash_task *task, const char *options_json,
                                  dash_progress_fn progress, void *user_data, dash_arch **out);
 
 /* {"backbone": ..., "layers": [{"kernel_size": k, "dilation": d}, ...],
@@ -185,25 +217,28 @@ DASH_API void dash_arch_free(dash_arch *arch);
 
 /* Trains the discrete network `arch` on train, keeping the weights that
  * validated best. Options as for dash_search (see dash_options_describe). */
-DASH_API dash_status dash_retrain(dash_task *task, const dash_arch *arch, const char *options_json,
-                                  dash_progress_fn progress, void *user_data, dash_model **out);
+DASH_API dash_status dash_retrain(const dash_task *task, const dash_arch *arch,
+                                  const char *options_json, dash_progress_fn progress,
+                                  void *user_data, dash_model **out);
 
 /* Values dash_infer writes per sample: num_classes (classification and
- * multilabel logits), num_outputs (regression), num_outputs * prod(spatial) (dense). */
+ * multilabel logits), num_outputs (regression), num_outputs * prod(spatial) (dense).
+ * dash_model_input_size (below) gives the floats it reads per sample. */
 DASH_API dash_status dash_model_output_size(const dash_model *model, int64_t *out);
 
 /* Runs n samples (raw, as given to the task: the model normalises them).
- * out_len must equal n * dash_model_output_size. Safe from many threads.
+ * x holds n * dash_model_input_size floats; out_len must equal
+ * n * dash_model_output_size. Safe from many threads.
  * Samples go through the network in chunks of 256: results are bit-identical
  * for the same n, and may differ in the last bit between different n. */
-DASH_API dash_status dash_infer(dash_model *model, const float *x, int64_t n, float *out,
+DASH_API dash_status dash_infer(const dash_model *model, const float *x, int64_t n, float *out,
                                 int64_t out_len);
 
 /* Loss and metric of the model on a split of a task with the same spec:
  * {"split", "samples", "loss", "metric_name", "metric", "higher_is_better"}.
  * Free with dash_string_free. */
-DASH_API dash_status dash_evaluate(dash_model *model, dash_task *task, dash_split split,
-                                   char **report_json);
+DASH_API dash_status dash_evaluate(const dash_model *model, const dash_task *task,
+                                   dash_split split, char **report_json);
 
 /* Task spec, architecture, hyperparameters, normaliser, training report and
  * library version of a model, as JSON. Free with dash_string_free. */
@@ -228,6 +263,33 @@ DASH_API void dash_model_free(dash_model *model);
 DASH_API dash_status dash_options_describe(char **json_out);
 
 DASH_API void dash_string_free(char *str);
+
+/* ---- Added in ABI version 2: sizes, interrupting -------------------------------- */
+
+/* Floats one input sample holds: prod(input_shape). x of dash_task_set_data
+ * holds n of them. */
+DASH_API dash_status dash_task_input_size(const dash_task *task, int64_t *out);
+
+/* Values one target holds in y of dash_task_set_data: 1 for classification
+ * (one int64_t class index), num_classes for multilabel, num_outputs for
+ * regression, num_outputs * prod(spatial) for dense (all float). */
+DASH_API dash_status dash_task_target_size(const dash_task *task, int64_t *out);
+
+/* Floats one input sample of the model's task holds: prod(input_shape), what
+ * dash_infer reads per sample. */
+DASH_API dash_status dash_model_input_size(const dash_model *model, int64_t *out);
+
+/* Stops the dash_search, dash_retrain and dash_evaluate calls running on the
+ * task when it is called: each returns DASH_CANCELLED, out-parameters
+ * untouched, having freed what it made ("interrupted by dash_task_interrupt").
+ * Search and retrain stop at their next training step (or before training if
+ * they are still preparing the data); an evaluation they are in, and
+ * dash_evaluate, which has no steps, finishes its pass first. Calls that start
+ * after it returns are not affected; a call about to return may still succeed.
+ * Thread-safe: any thread may call it at any time while the task exists,
+ * progress callbacks included (not a signal handler: set a flag there and
+ * call it from a thread). Fails only for a NULL task. */
+DASH_API dash_status dash_task_interrupt(const dash_task *task);
 
 #ifdef __cplusplus
 }

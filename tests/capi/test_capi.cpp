@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -552,6 +553,231 @@ TEST(CApi, FreeFunctionsAcceptNull) {
   EXPECT_STATUS(dash_arch_from_json(R"({"backbone": "x", "layers": [], "hyperparameters": {"lr": "big"}})",
                                     &arch),
                 DASH_INVALID_ARGUMENT, "'lr' must be a number");
+}
+
+// ---- sizes ----------------------------------------------------------------------------
+
+// One task of each kind, with its sizes worked out by hand from the spec.
+struct KindCase {
+  const char* spec;
+  int64_t input_size;   // prod(input_shape)
+  int64_t target_size;  // values per target in y
+  bool classes;         // y is int64_t class indices
+};
+
+const KindCase kKinds[] = {
+    {R"({"kind": "classification", "input_shape": [3, 4, 5], "num_classes": 7})", 60, 1, true},
+    {R"({"kind": "multilabel", "input_shape": [2, 8], "num_classes": 5})", 16, 5, false},
+    {R"({"kind": "regression", "input_shape": [1, 8], "num_outputs": 3})", 8, 3, false},
+    {R"({"kind": "dense", "input_shape": [2, 4, 6], "num_outputs": 3})", 48, 3 * 4 * 6, false},
+};
+
+TEST(CApi, SizesOfTasksAndModelsOfEveryKind) {
+  for (const KindCase& k : kKinds) {
+    SCOPED_TRACE(k.spec);
+    dash_task* task = nullptr;
+    ASSERT_OK(dash_task_create(k.spec, &task));
+    int64_t in = -1, target = -1;
+    ASSERT_OK(dash_task_input_size(task, &in));
+    ASSERT_OK(dash_task_target_size(task, &target));
+    EXPECT_EQ(in, k.input_size);
+    EXPECT_EQ(target, k.target_size);
+
+    // Data of exactly those sizes is accepted, and a model trained on it
+    // reads the same input size.
+    const int64_t n = 8;
+    std::vector<float> x(static_cast<size_t>(n * in));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+    std::vector<int64_t> labels(static_cast<size_t>(n));
+    std::vector<float> values(static_cast<size_t>(n * target));
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int64_t>(i % 7);
+    for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 2);
+    const void* y = k.classes ? static_cast<const void*>(labels.data()) : values.data();
+    ASSERT_OK(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data(), y, n));
+    dash_arch* arch = nullptr;
+    ASSERT_OK(dash_arch_plain(task, &arch));
+    dash_model* model = nullptr;
+    ASSERT_OK(dash_retrain(task, arch, R"({"epochs": 1, "threads": 1, "batch_size": 4})", nullptr,
+                           nullptr, &model));
+    int64_t model_in = -1, model_out = -1;
+    ASSERT_OK(dash_model_input_size(model, &model_in));
+    ASSERT_OK(dash_model_output_size(model, &model_out));
+    EXPECT_EQ(model_in, k.input_size);
+    // What infer writes equals what a float target holds (logits per class
+    // for classification, whose target is one index).
+    EXPECT_EQ(model_out, k.classes ? 7 : k.target_size);
+    std::vector<float> out(static_cast<size_t>(model_out));
+    ASSERT_OK(dash_infer(model, x.data(), 1, out.data(), model_out));
+    dash_model_free(model);
+    dash_arch_free(arch);
+    dash_task_free(task);
+  }
+}
+
+TEST(CApi, SizeAccessorsAndInterruptRejectNull) {
+  dash_task* task = nullptr;
+  ASSERT_OK(dash_task_create(kSpec, &task));
+  int64_t out = 42;
+  EXPECT_STATUS(dash_task_input_size(nullptr, &out), DASH_INVALID_ARGUMENT,
+                "dash_task_input_size: task is NULL");
+  EXPECT_STATUS(dash_task_input_size(task, nullptr), DASH_INVALID_ARGUMENT, "out is NULL");
+  EXPECT_STATUS(dash_task_target_size(nullptr, &out), DASH_INVALID_ARGUMENT,
+                "dash_task_target_size: task is NULL");
+  EXPECT_STATUS(dash_task_target_size(task, nullptr), DASH_INVALID_ARGUMENT, "out is NULL");
+  EXPECT_STATUS(dash_model_input_size(nullptr, &out), DASH_INVALID_ARGUMENT,
+                "dash_model_input_size: model is NULL");
+  EXPECT_STATUS(dash_task_interrupt(nullptr), DASH_INVALID_ARGUMENT,
+                "dash_task_interrupt: task is NULL");
+  EXPECT_EQ(out, 42);
+  // An interrupt with nothing running changes nothing for later calls.
+  ASSERT_OK(dash_task_interrupt(task));
+  dash_task_free(task);
+}
+
+// ---- threads and interrupts -----------------------------------------------------------
+
+// Sees the first progress event, then waits to be interrupted.
+struct FirstEvent {
+  std::atomic<bool> seen{false};
+  std::atomic<int64_t> events{0};
+};
+
+int note_event(const dash_progress*, void* user) {
+  auto* f = static_cast<FirstEvent*>(user);
+  ++f->events;
+  f->seen = true;
+  return 0;
+}
+
+TEST(CApi, InterruptFromAnotherThreadStopsARetrainAtItsNextStep) {
+  dash_task* task = make_task();
+  dash_arch* arch = nullptr;
+  ASSERT_OK(dash_arch_plain(task, &arch));
+  FirstEvent first;
+  dash_model* model = reinterpret_cast<dash_model*>(0x1);  // must stay untouched
+  dash_status status = DASH_OK;
+  std::string message;
+  std::atomic<bool> done{false};
+  std::thread worker([&] {
+    // Thousands of epochs: it only ends early because it is interrupted.
+    status = dash_retrain(task, arch, R"({"epochs": 5000, "threads": 1, "batch_size": 16})",
+                          note_event, &first, &model);
+    message = dash_last_error();  // thread-local: read on the calling thread
+    done = true;
+  });
+  while (!first.seen) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t events_before = first.events;
+  ASSERT_OK(dash_task_interrupt(task));
+  worker.join();
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(status, DASH_CANCELLED) << message;
+  EXPECT_NE(message.find("dash_retrain: interrupted by dash_task_interrupt"), std::string::npos)
+      << message;
+  EXPECT_EQ(model, reinterpret_cast<dash_model*>(0x1));
+  // At its next step: at most the event in flight and an epoch's end came after.
+  EXPECT_LE(first.events - events_before, 2);
+  EXPECT_LT(waited, 10.0);
+  // A call that starts afterwards is not affected.
+  model = nullptr;
+  ASSERT_OK(dash_retrain(task, arch, kRetrainOptions, nullptr, nullptr, &model));
+  dash_model_free(model);
+  dash_arch_free(arch);
+  dash_task_free(task);
+}
+
+TEST(CApi, InterruptStopsASearchWithoutACallback) {
+  dash_task* task = make_task();
+  dash_arch* arch = reinterpret_cast<dash_arch*>(0x1);
+  std::atomic<bool> done{false};
+  dash_status status = DASH_OK;
+  std::string message;
+  std::thread worker([&] {
+    status = dash_search(task, R"({"epochs": 5000, "hpo": false, "threads": 1, "batch_size": 16})",
+                         nullptr, nullptr, &arch);
+    message = dash_last_error();
+    done = true;
+  });
+  // Interrupts until it returns: whenever it began, one of them comes after.
+  while (!done) {
+    ASSERT_OK(dash_task_interrupt(task));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  worker.join();
+  EXPECT_EQ(status, DASH_CANCELLED) << message;
+  EXPECT_NE(message.find("dash_search: interrupted by dash_task_interrupt"), std::string::npos)
+      << message;
+  EXPECT_EQ(arch, reinterpret_cast<dash_arch*>(0x1));
+  dash_task_free(task);
+}
+
+// The interrupt is seen at the next step, before the callback would see it.
+struct InterruptAt {
+  const dash_task* task;
+  int64_t at;
+  int64_t events = 0;
+};
+
+int interrupt_at(const dash_progress*, void* user) {
+  auto* i = static_cast<InterruptAt*>(user);
+  if (++i->events == i->at && dash_task_interrupt(i->task) != DASH_OK) return 1;
+  return 0;
+}
+
+TEST(CApi, InterruptFromTheProgressCallbackStopsAtTheNextStep) {
+  dash_task* task = make_task();
+  InterruptAt i{task, 3};
+  dash_arch* arch = nullptr;
+  EXPECT_STATUS(dash_search(task, kSearchOptions, interrupt_at, &i, &arch), DASH_CANCELLED,
+                "interrupted by dash_task_interrupt");
+  EXPECT_EQ(arch, nullptr);
+  EXPECT_EQ(i.events, 3);
+  // A callback's own cancel still says so.
+  ProgressLog cancel;
+  cancel.cancel_after = 0;
+  EXPECT_STATUS(dash_search(task, kSearchOptions, record_progress, &cancel, &arch), DASH_CANCELLED,
+                "cancelled by the progress callback");
+  dash_task_free(task);
+}
+
+// dash_search and dash_retrain only read the task: two at once on one task
+// both succeed and leave its data as it was. (Their models may differ from
+// one run alone: the core seeds LibTorch's process-wide random generator,
+// which concurrent calls share.)
+TEST(CApi, TwoRetrainsOnOneTaskAtOnceLeaveItUnchanged) {
+  dash_task* task = make_task();
+  dash_arch* arch = nullptr;
+  ASSERT_OK(dash_arch_plain(task, &arch));
+  dash_model* alone = nullptr;
+  ASSERT_OK(dash_retrain(task, arch, kRetrainOptions, nullptr, nullptr, &alone));
+  char* before = nullptr;
+  ASSERT_OK(dash_evaluate(alone, task, DASH_SPLIT_TRAIN, &before));
+  dash_model* models[2] = {nullptr, nullptr};
+  dash_status statuses[2] = {DASH_INTERNAL, DASH_INTERNAL};
+  char* reports[2] = {nullptr, nullptr};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      statuses[t] = dash_retrain(task, arch, kRetrainOptions, nullptr, nullptr, &models[t]);
+      // The other thread may still be training: evaluating only reads too.
+      if (dash_evaluate(alone, task, DASH_SPLIT_TEST, &reports[t]) != DASH_OK) reports[t] = nullptr;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int t = 0; t < 2; ++t) {
+    EXPECT_EQ(statuses[t], DASH_OK) << "thread " << t;
+    ASSERT_NE(reports[t], nullptr) << "thread " << t;
+    dash_string_free(reports[t]);
+    dash_model_free(models[t]);
+  }
+  char* after = nullptr;
+  ASSERT_OK(dash_evaluate(alone, task, DASH_SPLIT_TRAIN, &after));
+  EXPECT_STREQ(before, after);
+  dash_string_free(before);
+  dash_string_free(after);
+  dash_model_free(alone);
+  dash_arch_free(arch);
+  dash_task_free(task);
 }
 
 }  // namespace

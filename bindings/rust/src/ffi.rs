@@ -7,7 +7,7 @@
 use std::os::raw::{c_char, c_int, c_void};
 
 /// `DASH_ABI_VERSION` of the header these declarations were written from.
-pub const DASH_ABI_VERSION: c_int = 1;
+pub const DASH_ABI_VERSION: c_int = 2;
 /// `DASH_VERSION_STRING` of that header.
 pub const DASH_VERSION_STRING: &str = "0.2.0";
 
@@ -92,7 +92,7 @@ extern "C" {
     pub fn dash_task_free(task: *mut dash_task);
 
     pub fn dash_search(
-        task: *mut dash_task,
+        task: *const dash_task,
         options_json: *const c_char,
         progress: dash_progress_fn,
         user_data: *mut c_void,
@@ -105,7 +105,7 @@ extern "C" {
     pub fn dash_arch_free(arch: *mut dash_arch);
 
     pub fn dash_retrain(
-        task: *mut dash_task,
+        task: *const dash_task,
         arch: *const dash_arch,
         options_json: *const c_char,
         progress: dash_progress_fn,
@@ -114,15 +114,15 @@ extern "C" {
     ) -> dash_status;
     pub fn dash_model_output_size(model: *const dash_model, out: *mut i64) -> dash_status;
     pub fn dash_infer(
-        model: *mut dash_model,
+        model: *const dash_model,
         x: *const f32,
         n: i64,
         out: *mut f32,
         out_len: i64,
     ) -> dash_status;
     pub fn dash_evaluate(
-        model: *mut dash_model,
-        task: *mut dash_task,
+        model: *const dash_model,
+        task: *const dash_task,
         split: dash_split,
         report_json: *mut *mut c_char,
     ) -> dash_status;
@@ -134,4 +134,10 @@ extern "C" {
 
     pub fn dash_options_describe(json_out: *mut *mut c_char) -> dash_status;
     pub fn dash_string_free(s: *mut c_char);
+
+    // Added in ABI version 2.
+    pub fn dash_task_input_size(task: *const dash_task, out: *mut i64) -> dash_status;
+    pub fn dash_task_target_size(task: *const dash_task, out: *mut i64) -> dash_status;
+    pub fn dash_model_input_size(model: *const dash_model, out: *mut i64) -> dash_status;
+    pub fn dash_task_interrupt(task: *const dash_task) -> dash_status;
 }

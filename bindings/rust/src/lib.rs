@@ -20,9 +20,20 @@
 //! [`Status`] and the message of `dash_last_error()`, copied on the calling
 //! thread right after the failing call, before anything else runs.
 //!
-//! Threads: [`Model`] is `Send + Sync` (`dash_infer` is documented thread-safe;
-//! its other calls take an internal lock). [`Task`] and [`Arch`] are `Send` but
-//! not `Sync`: the library wants their handles used by one thread at a time.
+//! Threads: the borrow rules carry the header's per-handle rules. [`Arch`] and
+//! [`Model`] are `Send + Sync` with `&self` methods only (an arch is immutable;
+//! a model locks itself in the library). [`Task`] is `Send + Sync` too: its
+//! `&self` methods ([`Task::search`], [`Task::retrain`], [`Model::evaluate`],
+//! ...) are the calls that only read the task, which the library lets run at
+//! once, and the ones that change it ([`Task::set_data`], [`Task::load_files`])
+//! take `&mut self`. So several threads may search and retrain on one shared
+//! `&Task` (e.g. `std::thread::scope` or an `Arc<Task>`).
+//!
+//! Interrupting: [`Task::interrupt`] makes every search, retrain and evaluate
+//! running on the task return [`Status::Cancelled`] at its next training step.
+//! Call it through a shared `&Task` from another thread, or from the progress
+//! closure; or take a [`Interrupter`] with [`Task::interrupter`], a `'static`,
+//! `Send + Sync + Clone` handle for a thread that does not borrow the task.
 //!
 //! Progress and panics: `search` and `retrain` take an optional closure that
 //! sees each [`Progress`] event and returns `true` to go on or `false` to cancel
@@ -43,7 +54,7 @@ use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::ptr;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Weak};
 
 /// The ABI version this crate was written for (`DASH_ABI_VERSION`). Creating a
 /// task, loading a model or reading an architecture fails with
@@ -104,7 +115,7 @@ pub enum Status {
     IoError,
     /// A file was read but is truncated, corrupted or not ours.
     BadFile,
-    /// The progress closure asked to stop.
+    /// The progress closure asked to stop, or [`Task::interrupt`] stopped it.
     Cancelled,
     /// Valid, but not available in this build (e.g. CUDA), or an ABI mismatch.
     Unsupported,
@@ -425,8 +436,8 @@ pub enum Labels<'a> {
     Values(&'a [f32]),
 }
 
-/// Sizes per sample, read from the spec the library filled in; they let the
-/// binding check slice lengths before handing raw pointers to C.
+/// Sizes per sample, from `dash_task_input_size` and `dash_task_target_size`;
+/// they let the binding check slice lengths before handing raw pointers to C.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
     x_per_sample: usize,
@@ -434,58 +445,70 @@ struct Layout {
     classes: bool,
 }
 
-fn shape_product(dims: &[json::Value]) -> Option<usize> {
-    dims.iter().try_fold(1usize, |acc, d| {
-        let d = d.as_i64().filter(|&d| d > 0)?;
-        acc.checked_mul(usize::try_from(d).ok()?)
-    })
+/// A size the library reported, as a positive `usize`.
+fn size_from(function: &str, n: i64) -> Result<usize> {
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Error::new(Status::Internal, format!("{} returned {}", function, n)))
 }
 
-impl Layout {
-    fn from_spec(spec: &json::Value) -> Option<Layout> {
-        let shape = spec.get("input_shape")?.as_array()?;
-        if shape.is_empty() {
-            return None;
-        }
-        let x_per_sample = shape_product(shape)?;
-        let count = |key: &str| {
-            spec.get(key)?
-                .as_i64()
-                .filter(|&c| c > 0)
-                .and_then(|c| usize::try_from(c).ok())
-        };
-        let (classes, y_per_sample) = match spec.get("kind")?.as_str()? {
-            "classification" => (true, 1),
-            "multilabel" => (false, count("num_classes")?),
-            "regression" => (false, count("num_outputs")?),
-            "dense" => (
-                false,
-                count("num_outputs")?.checked_mul(shape_product(&shape[1..])?)?,
-            ),
-            _ => return None,
-        };
-        Some(Layout {
-            x_per_sample,
-            y_per_sample,
-            classes,
-        })
+/// The `dash_task` itself, freed when the last owner drops it: the [`Task`]
+/// and, for as long as one of them is interrupting, an [`Interrupter`].
+struct TaskHandle(*mut ffi::dash_task);
+
+// Send + Sync: the handle has no thread affinity. Shared use goes through
+// `Task`, whose `&self`/`&mut self` split is the header's read/change split,
+// or through `Interrupter`, which only calls dash_task_interrupt (allowed at
+// any time from any thread). dash_task_free runs in Drop, when no one else
+// holds the handle.
+unsafe impl Send for TaskHandle {}
+unsafe impl Sync for TaskHandle {}
+
+impl Drop for TaskHandle {
+    fn drop(&mut self) {
+        unsafe { ffi::dash_task_free(self.0) } // NULL-safe
     }
 }
 
 /// A task spec and its data splits (owns a `dash_task`).
 pub struct Task {
-    raw: *mut ffi::dash_task,
+    handle: Arc<TaskHandle>,
     layout: Layout,
 }
 
-// Send: the library ties no handle to a thread; each call's error is read on the
-// thread that made it. Not Sync (the raw pointer keeps it so): the header wants
-// a task used by one thread at a time, even through `&self` calls.
-unsafe impl Send for Task {}
+// Send + Sync come from TaskHandle (see there): `&self` methods only read the
+// task, which the library allows from many threads at once; `&mut self`
+// methods change it and so have it to themselves.
 
-impl Drop for Task {
-    fn drop(&mut self) {
-        unsafe { ffi::dash_task_free(self.raw) } // NULL-safe
+/// Interrupts the calls running on a task from any thread, without borrowing
+/// it (from [`Task::interrupter`]). Clones interrupt the same task. It does
+/// not keep the task alive: once the [`Task`] is dropped, `interrupt` does
+/// nothing and returns `false`.
+#[derive(Clone)]
+pub struct Interrupter {
+    task: Weak<TaskHandle>,
+}
+
+impl Interrupter {
+    /// As [`Task::interrupt`]. Returns `false` if the task no longer exists
+    /// (so nothing can be running on it).
+    pub fn interrupt(&self) -> bool {
+        match self.task.upgrade() {
+            // The strong reference keeps the handle alive for the call; if
+            // the Task was dropped meanwhile, the handle is freed here after.
+            Some(handle) => {
+                unsafe { ffi::dash_task_interrupt(handle.0) };
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl fmt::Debug for Interrupter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interrupter").finish_non_exhaustive()
     }
 }
 
@@ -499,30 +522,70 @@ impl Task {
         check(unsafe { ffi::dash_task_create(spec.as_ptr(), &mut raw) })?;
         // Owned from here on, so an error below still frees it.
         let mut task = Task {
-            raw,
+            handle: Arc::new(TaskHandle(raw)),
             layout: Layout {
                 x_per_sample: 1,
                 y_per_sample: 1,
                 classes: true,
             },
         };
+        let (mut x, mut y) = (0i64, 0i64);
+        check(unsafe { ffi::dash_task_input_size(raw, &mut x) })?;
+        check(unsafe { ffi::dash_task_target_size(raw, &mut y) })?;
+        // The kind says which Labels variant y must be; sizes come from above.
         let filled = task.to_json()?;
-        task.layout = json::parse(&filled)
+        let kind = json::parse(&filled)
             .ok()
-            .as_ref()
-            .and_then(Layout::from_spec)
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(String::from)))
             .ok_or_else(|| {
                 Error::new(
                     Status::Internal,
-                    format!("the dashnas crate could not read the task spec {}", filled),
+                    format!(
+                        "the dashnas crate found no \"kind\" in the task spec {}",
+                        filled
+                    ),
                 )
             })?;
+        task.layout = Layout {
+            x_per_sample: size_from("dash_task_input_size", x)?,
+            y_per_sample: size_from("dash_task_target_size", y)?,
+            classes: kind == "classification",
+        };
         Ok(task)
     }
 
-    /// Floats one sample of `input_shape` holds.
+    fn raw(&self) -> *mut ffi::dash_task {
+        self.handle.0
+    }
+
+    /// Floats one sample of `input_shape` holds (`dash_task_input_size`).
     pub fn sample_size(&self) -> usize {
         self.layout.x_per_sample
+    }
+
+    /// Values one target holds (`dash_task_target_size`): 1 for
+    /// classification (one class index), num_classes for multilabel,
+    /// num_outputs for regression, num_outputs * prod(spatial) for dense.
+    pub fn target_size(&self) -> usize {
+        self.layout.y_per_sample
+    }
+
+    /// Makes every [`Task::search`], [`Task::retrain`] and [`Model::evaluate`]
+    /// running on this task at this moment fail with [`Status::Cancelled`]:
+    /// search and retrain at their next training step, evaluate once its pass
+    /// is done. Calls that start afterwards are not affected. Safe from any
+    /// thread at any time, and from a progress closure.
+    pub fn interrupt(&self) {
+        // Fails only for NULL, which a Task never holds.
+        unsafe { ffi::dash_task_interrupt(self.raw()) };
+    }
+
+    /// A handle that interrupts this task from a thread that does not borrow
+    /// it (see [`Interrupter`]).
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter {
+            task: Arc::downgrade(&self.handle),
+        }
     }
 
     /// Copies samples into a split, replacing what it held. `x` holds
@@ -558,7 +621,7 @@ impl Task {
             )));
         }
         let n = to_i64(n)?;
-        check(unsafe { ffi::dash_task_set_data(self.raw, split.raw(), x.as_ptr(), y_ptr, n) })
+        check(unsafe { ffi::dash_task_set_data(self.raw(), split.raw(), x.as_ptr(), y_ptr, n) })
     }
 
     /// Loads a split from files: .npy, .idx or .idx.gz (see dash.h).
@@ -570,13 +633,13 @@ impl Task {
     ) -> Result<()> {
         let x = c_path(x_path.as_ref(), "x path")?;
         let y = c_path(y_path.as_ref(), "y path")?;
-        check(unsafe { ffi::dash_task_load_files(self.raw, split.raw(), x.as_ptr(), y.as_ptr()) })
+        check(unsafe { ffi::dash_task_load_files(self.raw(), split.raw(), x.as_ptr(), y.as_ptr()) })
     }
 
     /// Number of samples a split holds (0 if unset).
     pub fn split_size(&self, split: Split) -> Result<usize> {
         let mut n: i64 = 0;
-        check(unsafe { ffi::dash_task_split_size(self.raw, split.raw(), &mut n) })?;
+        check(unsafe { ffi::dash_task_split_size(self.raw(), split.raw(), &mut n) })?;
         usize::try_from(n).map_err(|_| {
             Error::new(
                 Status::Internal,
@@ -588,7 +651,7 @@ impl Task {
     /// The task spec with defaults filled in, as JSON.
     pub fn to_json(&self) -> Result<String> {
         let mut out: *mut c_char = ptr::null_mut();
-        check(unsafe { ffi::dash_task_to_json(self.raw, &mut out) })?;
+        check(unsafe { ffi::dash_task_to_json(self.raw(), &mut out) })?;
         Ok(unsafe { take_string(out) })
     }
 
@@ -596,12 +659,12 @@ impl Task {
     /// `options_json` as listed by [`options_describe`] ("" for defaults).
     /// See the crate docs for how `progress` cancels and what a panic in it does.
     pub fn search(
-        &mut self,
+        &self,
         options_json: &str,
         progress: Option<&mut dyn FnMut(&Progress) -> bool>,
     ) -> Result<Arch> {
         let options = c_string(options_json, "the options")?;
-        let raw_task = self.raw;
+        let raw_task = self.raw();
         let mut out: *mut ffi::dash_arch = ptr::null_mut();
         let (result, panicked) = call_with_progress(progress, |f, user| unsafe {
             ffi::dash_search(raw_task, options.as_ptr(), f, user, &mut out)
@@ -617,13 +680,13 @@ impl Task {
     /// Trains the network `arch` on the train split and returns the weights
     /// that validated best. Options and `progress` as for [`Task::search`].
     pub fn retrain(
-        &mut self,
+        &self,
         arch: &Arch,
         options_json: &str,
         progress: Option<&mut dyn FnMut(&Progress) -> bool>,
     ) -> Result<Model> {
         let options = c_string(options_json, "the options")?;
-        let raw_task = self.raw;
+        let raw_task = self.raw();
         let mut out: *mut ffi::dash_model = ptr::null_mut();
         let (result, panicked) = call_with_progress(progress, |f, user| unsafe {
             ffi::dash_retrain(raw_task, arch.raw, options.as_ptr(), f, user, &mut out)
@@ -644,8 +707,10 @@ pub struct Arch {
     raw: *mut ffi::dash_arch,
 }
 
-// Send and not Sync, for the reasons given at `Task`.
+// Send: no thread affinity. Sync: a dash_arch is immutable once made, and
+// every call but dash_arch_free (in Drop) only reads it.
 unsafe impl Send for Arch {}
+unsafe impl Sync for Arch {}
 
 impl Drop for Arch {
     fn drop(&mut self) {
@@ -673,7 +738,7 @@ impl Arch {
     /// The plain backbone for a task (k=3, d=1 everywhere): DASH's baseline.
     pub fn plain(task: &Task) -> Result<Arch> {
         let mut raw: *mut ffi::dash_arch = ptr::null_mut();
-        check(unsafe { ffi::dash_arch_plain(task.raw, &mut raw) })?;
+        check(unsafe { ffi::dash_arch_plain(task.raw(), &mut raw) })?;
         Ok(Arch { raw })
     }
 }
@@ -683,16 +748,13 @@ impl Arch {
 /// A trained network (owns a `dash_model`).
 pub struct Model {
     raw: *mut ffi::dash_model,
-    /// `infer` takes it shared (the library allows concurrent dash_infer);
-    /// every other call takes it exclusively (one thread at a time).
-    lock: RwLock<()>,
     input_size: usize,
     output_size: usize,
 }
 
-// Send: no thread affinity. Sync: dash_infer is documented safe from many
-// threads on one model, and every other call through `&self` holds `lock`
-// exclusively, so the handle is otherwise used by one thread at a time.
+// Send: no thread affinity. Sync: the library locks a model itself, and every
+// call but dash_model_free (in Drop, with no borrow left) may run on one model
+// from many threads at once.
 unsafe impl Send for Model {}
 unsafe impl Sync for Model {}
 
@@ -708,44 +770,15 @@ impl Model {
     unsafe fn from_raw(raw: *mut ffi::dash_model) -> Result<Model> {
         let mut model = Model {
             raw,
-            lock: RwLock::new(()),
             input_size: 0,
             output_size: 0,
         };
-        let mut out: i64 = 0;
-        check(ffi::dash_model_output_size(raw, &mut out))?;
-        model.output_size = usize::try_from(out)
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| {
-                Error::new(
-                    Status::Internal,
-                    format!("dash_model_output_size returned {}", out),
-                )
-            })?;
-        let info = model.info()?;
-        model.input_size = json::parse(&info)
-            .ok()
-            .and_then(|v| {
-                v.find("input_shape")
-                    .and_then(|s| s.as_array().and_then(shape_product))
-            })
-            .ok_or_else(|| {
-                Error::new(
-                    Status::Internal,
-                    "the dashnas crate found no \"input_shape\" in dash_model_info's JSON",
-                )
-            })?;
+        let (mut input, mut output) = (0i64, 0i64);
+        check(ffi::dash_model_input_size(raw, &mut input))?;
+        check(ffi::dash_model_output_size(raw, &mut output))?;
+        model.input_size = size_from("dash_model_input_size", input)?;
+        model.output_size = size_from("dash_model_output_size", output)?;
         Ok(model)
-    }
-
-    fn shared(&self) -> RwLockReadGuard<'_, ()> {
-        // Nothing panics while holding the lock, but a poisoned () is harmless anyway.
-        self.lock.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
-        self.lock.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Loads a model file written by [`Model::save`].
@@ -760,16 +793,15 @@ impl Model {
     /// Writes the model to one file, atomically.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = c_path(path.as_ref(), "model path")?;
-        let _guard = self.exclusive();
         check(unsafe { ffi::dash_model_save(self.raw, path.as_ptr()) })
     }
 
     /// Where `infer` and `evaluate` compute: "cpu" (where every model
     /// starts), "cuda" (`Status::Unsupported` without a CUDA build and a GPU)
-    /// or "auto". Inputs and outputs stay in host memory.
+    /// or "auto". Inputs and outputs stay in host memory. Waits for the calls
+    /// running on the model on other threads.
     pub fn set_device(&self, device: &str) -> Result<()> {
         let device = c_string(device, "device")?;
-        let _guard = self.exclusive();
         check(unsafe { ffi::dash_model_set_device(self.raw, device.as_ptr()) })
     }
 
@@ -815,16 +847,16 @@ impl Model {
             )));
         }
         let (n, out_len) = (to_i64(n)?, to_i64(out.len())?);
-        let _guard = self.shared();
         check(unsafe { ffi::dash_infer(self.raw, x.as_ptr(), n, out.as_mut_ptr(), out_len) })
     }
 
     /// Loss and metric on a split of a task with the same spec, as JSON:
     /// `{"split", "samples", "loss", "metric_name", "metric", "higher_is_better"}`.
-    pub fn evaluate(&self, task: &mut Task, split: Split) -> Result<String> {
+    /// [`Task::interrupt`] makes it fail with [`Status::Cancelled`] once its
+    /// pass is done.
+    pub fn evaluate(&self, task: &Task, split: Split) -> Result<String> {
         let mut out: *mut c_char = ptr::null_mut();
-        let _guard = self.exclusive();
-        check(unsafe { ffi::dash_evaluate(self.raw, task.raw, split.raw(), &mut out) })?;
+        check(unsafe { ffi::dash_evaluate(self.raw, task.raw(), split.raw(), &mut out) })?;
         Ok(unsafe { take_string(out) })
     }
 
@@ -832,7 +864,6 @@ impl Model {
     /// and library version of the model, as JSON.
     pub fn info(&self) -> Result<String> {
         let mut out: *mut c_char = ptr::null_mut();
-        let _guard = self.exclusive();
         check(unsafe { ffi::dash_model_info(self.raw, &mut out) })?;
         Ok(unsafe { take_string(out) })
     }
@@ -842,22 +873,43 @@ impl Model {
 mod tests {
     use super::*;
 
-    fn spec(text: &str) -> Option<Layout> {
-        Layout::from_spec(&json::parse(text).unwrap())
-    }
-
     #[test]
     fn layout_per_kind() {
-        let l = spec(r#"{"kind":"classification","input_shape":[3,4,5],"num_classes":7}"#).unwrap();
-        assert_eq!((l.x_per_sample, l.y_per_sample, l.classes), (60, 1, true));
-        let l = spec(r#"{"kind":"multilabel","input_shape":[2,8],"num_classes":5}"#).unwrap();
-        assert_eq!((l.x_per_sample, l.y_per_sample, l.classes), (16, 5, false));
-        let l = spec(r#"{"kind":"regression","input_shape":[1,8],"num_outputs":3}"#).unwrap();
-        assert_eq!((l.y_per_sample, l.classes), (3, false));
-        let l = spec(r#"{"kind":"dense","input_shape":[2,4,6],"num_outputs":3}"#).unwrap();
-        assert_eq!((l.x_per_sample, l.y_per_sample), (48, 72));
-        assert!(spec(r#"{"kind":"clustering","input_shape":[1,8]}"#).is_none());
-        assert!(spec(r#"{"kind":"classification","input_shape":[0,8]}"#).is_none());
+        let cases = [
+            (
+                r#"{"kind":"classification","input_shape":[3,4,5],"num_classes":7}"#,
+                60,
+                1,
+                true,
+            ),
+            (
+                r#"{"kind":"multilabel","input_shape":[2,8],"num_classes":5}"#,
+                16,
+                5,
+                false,
+            ),
+            (
+                r#"{"kind":"regression","input_shape":[1,8],"num_outputs":3}"#,
+                8,
+                3,
+                false,
+            ),
+            (
+                r#"{"kind":"dense","input_shape":[2,4,6],"num_outputs":3}"#,
+                48,
+                72,
+                false,
+            ),
+        ];
+        for (spec, x, y, classes) in cases {
+            let l = Task::new(spec).unwrap().layout;
+            assert_eq!(
+                (l.x_per_sample, l.y_per_sample, l.classes),
+                (x, y, classes),
+                "{}",
+                spec
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Tests through the shipped library (linked by build.rs). Each names the case
 //! it covers; the training runs are one epoch on 64 samples so the file takes seconds.
 
-use dashnas::{json, Arch, Labels, Model, Progress, Split, Status, Task};
+use dashnas::{json, Arch, Interrupter, Labels, Model, Progress, Split, Status, Task};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 
@@ -305,7 +305,7 @@ fn options_are_described_and_unknown_keys_named() {
             key
         );
     }
-    let mut task = task_with_data();
+    let task = task_with_data();
     let err = task
         .search(r#"{"epochz":1,"threads":1}"#, None)
         .err()
@@ -350,7 +350,7 @@ fn arch_json_round_trips_and_plain_is_k3_d1() {
 
 #[test]
 fn search_retrain_infer_save_load_and_threads() {
-    let mut task = task_with_data();
+    let task = task_with_data();
     let mut events: Vec<Progress> = Vec::new();
     let arch = task
         .search(
@@ -404,7 +404,7 @@ fn search_retrain_infer_save_load_and_threads() {
     assert!(out.iter().all(|v| v.is_finite()), "{:?}", out);
 
     // evaluate's accuracy equals the one computed from infer's logits.
-    let report = json::parse(&model.evaluate(&mut task, Split::Test).unwrap()).unwrap();
+    let report = json::parse(&model.evaluate(&task, Split::Test).unwrap()).unwrap();
     assert_eq!(report.get("samples").and_then(|v| v.as_i64()), Some(32));
     assert_eq!(
         report.get("metric_name").and_then(|v| v.as_str()),
@@ -436,7 +436,7 @@ fn search_retrain_infer_save_load_and_threads() {
         "loaded model infers differently"
     );
     assert_eq!(
-        json::parse(&loaded.evaluate(&mut task, Split::Test).unwrap()).unwrap(),
+        json::parse(&loaded.evaluate(&task, Split::Test).unwrap()).unwrap(),
         report
     );
 
@@ -477,7 +477,7 @@ fn search_retrain_infer_save_load_and_threads() {
 
 #[test]
 fn progress_returning_false_cancels() {
-    let mut task = task_with_data();
+    let task = task_with_data();
     let mut calls = 0;
     let err = task
         .search(
@@ -502,7 +502,7 @@ fn progress_returning_false_cancels() {
 
 #[test]
 fn panic_in_progress_is_resumed_after_the_call_returns() {
-    let mut task = task_with_data();
+    let task = task_with_data();
     let mut calls = 0;
     let caught = panic::catch_unwind(AssertUnwindSafe(|| {
         task.search(
@@ -550,4 +550,147 @@ fn handles_move_between_threads() {
     .unwrap();
     assert!(arch.to_json().is_ok());
     drop(task);
+}
+
+#[test]
+fn sizes_of_every_kind_come_from_the_library() {
+    // (spec, floats per input sample, values per target), worked out by hand.
+    let cases = [
+        (
+            r#"{"kind":"classification","input_shape":[3,4,5],"num_classes":7}"#,
+            60,
+            1,
+        ),
+        (
+            r#"{"kind":"multilabel","input_shape":[2,8],"num_classes":5}"#,
+            16,
+            5,
+        ),
+        (
+            r#"{"kind":"regression","input_shape":[1,8],"num_outputs":3}"#,
+            8,
+            3,
+        ),
+        (
+            r#"{"kind":"dense","input_shape":[2,4,6],"num_outputs":3}"#,
+            48,
+            72,
+        ),
+    ];
+    for (spec, input, target) in cases {
+        let mut task = Task::new(spec).unwrap();
+        assert_eq!(
+            (task.sample_size(), task.target_size()),
+            (input, target),
+            "{}",
+            spec
+        );
+        let n = 8;
+        let x: Vec<f32> = (0..n * input).map(|i| (0.37 * i as f32).sin()).collect();
+        if target == 1 {
+            let y: Vec<i64> = (0..n as i64).map(|i| i % 7).collect();
+            task.set_data(Split::Train, &x, Labels::Classes(&y))
+                .unwrap();
+        } else {
+            let y: Vec<f32> = (0..n * target).map(|i| (i % 2) as f32).collect();
+            task.set_data(Split::Train, &x, Labels::Values(&y)).unwrap();
+        }
+        let arch = Arch::plain(&task).unwrap();
+        let model = task
+            .retrain(&arch, r#"{"epochs":1,"threads":1,"batch_size":4}"#, None)
+            .expect(spec);
+        assert_eq!(model.input_size(), input, "{}", spec);
+        assert_eq!(
+            model.output_size(),
+            if target == 1 { 7 } else { target },
+            "{}",
+            spec
+        );
+        assert_eq!(
+            model.infer(&x[..input], 1).unwrap().len(),
+            model.output_size()
+        );
+    }
+}
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+#[test]
+fn handles_are_send_and_sync() {
+    assert_send_sync::<Task>();
+    assert_send_sync::<Arch>();
+    assert_send_sync::<Model>();
+    assert_send_sync::<Interrupter>();
+}
+
+#[test]
+fn interrupt_from_another_thread_cancels_a_retrain_and_later_calls_run() {
+    let task = task_with_data();
+    let arch = Arch::plain(&task).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (task_ref, arch_ref) = (&task, &arch);
+    let result = std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let mut first = Some(tx);
+            // Thousands of epochs: only the interrupt ends it early.
+            task_ref.retrain(
+                arch_ref,
+                r#"{"epochs":5000,"threads":1,"batch_size":16}"#,
+                Some(&mut |_: &Progress| {
+                    if let Some(tx) = first.take() {
+                        tx.send(()).unwrap();
+                    }
+                    true
+                }),
+            )
+        });
+        rx.recv().unwrap(); // the first training step is done
+        task.interrupt();
+        worker.join().unwrap()
+    });
+    let err = result
+        .err()
+        .expect("an interrupted retrain returned a model");
+    assert_eq!(err.status(), Status::Cancelled, "{}", err);
+    assert!(
+        err.message().contains("interrupted by dash_task_interrupt"),
+        "{}",
+        err
+    );
+    // Calls that start afterwards are not affected.
+    task.retrain(&arch, RETRAIN, None)
+        .expect("retrain after the interrupt");
+}
+
+#[test]
+fn interrupter_stops_a_search_from_a_thread_that_does_not_borrow_the_task() {
+    let task = task_with_data();
+    let interrupter = task.interrupter();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopper = {
+        let (interrupter, done) = (interrupter.clone(), done.clone());
+        // 'static: it owns its clone of the interrupter, not a borrow.
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                assert!(interrupter.interrupt(), "the task is still alive");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let err = task
+        .search(
+            r#"{"epochs":5000,"hpo":false,"threads":1,"batch_size":16}"#,
+            None,
+        )
+        .err()
+        .expect("an interrupted search returned an architecture");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    stopper.join().unwrap();
+    assert_eq!(err.status(), Status::Cancelled, "{}", err);
+    assert!(err.message().contains("dash_task_interrupt"), "{}", err);
+    drop(task);
+    assert!(
+        !interrupter.interrupt(),
+        "an interrupter outlived its task and still reached it"
+    );
 }

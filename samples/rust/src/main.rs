@@ -214,7 +214,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     )?;
     printer.flush();
 
-    let report_text = model.evaluate(&mut task, Split::Test)?;
+    let report_text = model.evaluate(&task, Split::Test)?;
     let report = json::parse(&report_text)?;
     let metric = report
         .get("metric")
