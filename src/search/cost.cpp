@@ -17,10 +17,11 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// Median of `runs` timings of f after one untimed warm-up call.
+// Median of `runs` timings of f after one untimed warm-up call (none when
+// the caller has just made one).
 template <typename F>
-double median_ms(int runs, F&& f) {
-  f();
+double median_ms(int runs, F&& f, bool warm = false) {
+  if (!warm) f();
   std::vector<double> t;
   for (int i = 0; i < runs; ++i) {
     const auto t0 = Clock::now();
@@ -71,6 +72,7 @@ nlohmann::json CostModel::to_json() const {
   return {{"model", kind == CostModelKind::kMeasured ? "measured" : "macs"},
           {"fallback", fallback},
           {"backbone_step_ms", backbone_step_ms},
+          {"probe_step_ms", probe_step_ms},
           {"backbone_macs", backbone_macs},
           {"seconds", seconds},
           {"layers", l}};
@@ -107,8 +109,12 @@ NetworkSize network_size(const nn::BackboneSpec& backbone, const nn::Architectur
   return size;
 }
 
-CostModel measure_costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& space,
-                        const at::Tensor& sample, CostModelKind kind, double max_seconds) {
+namespace {
+
+// measure_costs; `probe`: time one backbone step first (the fallbacks to
+// MACs, made after a probe, do not repeat it).
+CostModel costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& space,
+                const at::Tensor& sample, CostModelKind kind, double max_seconds, bool probe) {
   const auto t0 = Clock::now();
   const auto over_time = [&] { return max_seconds > 0 && ms_since(t0) > 1000.0 * max_seconds; };
   CostModel model;
@@ -123,12 +129,27 @@ CostModel measure_costs(const nn::BackboneSpec& backbone, const ops::CandidateSp
     net->forward(x.narrow(0, 0, 1));  // records every layer's input size
   }
   model.backbone_macs = net->macs_per_sample();
-  if (kind == CostModelKind::kMeasured) {
-    model.backbone_step_ms = median_ms(3, [&] {
-      net->zero_grad();
-      net->forward(x).square().mean().backward();
-    });
+  // One backbone step first, timed: the search sizes its stages by it, and
+  // where a few of them would not fit in max_seconds nothing more is timed.
+  auto backbone_step = [&] {
+    net->zero_grad();
+    net->forward(x).square().mean().backward();
+  };
+  if (probe) {
+    const auto p0 = Clock::now();
+    backbone_step();
+    model.probe_step_ms = ms_since(p0);
   }
+  if (kind == CostModelKind::kMeasured && max_seconds > 0 && 4 * model.probe_step_ms > 1000.0 * max_seconds) {
+    CostModel macs = costs(backbone, space, sample, CostModelKind::kMacs, 0, false);
+    macs.probe_step_ms = model.probe_step_ms;
+    macs.fallback = "one backbone step took " + std::to_string(model.probe_step_ms) +
+                    " ms: timing the candidates would take over " + std::to_string(max_seconds) +
+                    " s (5% of the budget); multiply-accumulates were counted instead";
+    macs.seconds = ms_since(t0) / 1000.0;
+    return macs;
+  }
+  if (kind == CostModelKind::kMeasured) model.backbone_step_ms = median_ms(3, backbone_step, /*warm=*/probe);
   const int64_t batch = x.size(0);
   // (in, out, stride, spatial..., taps, dilation) -> ms: candidates that
   // cropping makes identical, and layers of the same shape, are timed once.
@@ -147,8 +168,9 @@ CostModel measure_costs(const nn::BackboneSpec& backbone, const ops::CandidateSp
       key.insert(key.end(), spatial.begin(), spatial.end());
       auto it = timed.find(key);
       if (it == timed.end() && over_time()) {
-        CostModel macs = measure_costs(backbone, space, sample, CostModelKind::kMacs);
-        macs.fallback = "timing every candidate would take over " + std::to_string(max_seconds) +
+        CostModel macs = costs(backbone, space, sample, CostModelKind::kMacs, 0, false);
+        macs.probe_step_ms = model.probe_step_ms;
+    macs.fallback = "timing every candidate would take over " + std::to_string(max_seconds) +
                         " s (5% of the budget); multiply-accumulates were counted instead";
         macs.seconds = ms_since(t0) / 1000.0;
         return macs;
@@ -178,6 +200,13 @@ CostModel measure_costs(const nn::BackboneSpec& backbone, const ops::CandidateSp
   if (kind != CostModelKind::kMeasured) model.backbone_step_ms = 1.0;
   model.seconds = ms_since(t0) / 1000.0;
   return model;
+}
+
+}  // namespace
+
+CostModel measure_costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& space,
+                        const at::Tensor& sample, CostModelKind kind, double max_seconds) {
+  return costs(backbone, space, sample, kind, max_seconds, /*probe=*/true);
 }
 
 }  // namespace dash::search

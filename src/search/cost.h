@@ -29,6 +29,9 @@ struct CostModel {
   ops::CandidateSpace space;
   std::vector<LayerCost> layers;
   double backbone_step_ms = 0;   // one training step of the plain backbone, timed
+  // The first backbone step, timed alone (warm-up included: an upper
+  // estimate); 0 when none ran. Known for both kinds.
+  double probe_step_ms = 0;
   double backbone_macs = 0;      // per sample, the whole plain backbone
   double seconds = 0;            // spent measuring
   std::string fallback;          // why MACs replaced the timings ("" if they did not)

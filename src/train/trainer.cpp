@@ -296,6 +296,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   // Seconds per evaluated sample: measured on each validation pass, guessed
   // before the first from the training step (a forward is ~1/3 of a step).
   double eval_s_per_sample = 0;
+  double checkpoint_s = 0;  // the last checkpoint's write (fsyncs included), also held back
   auto planned_epochs = [&](double elapsed, int64_t epoch) -> int64_t {
     if (opt.epochs > 0) return opt.epochs;
     const double per_step = elapsed / static_cast<double>(std::max<int64_t>(1, s.global_step));
@@ -406,7 +407,8 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       // evaluations a stage still trains (measured: a 7 s retrain of 500
       // images with a 10,000-image test split stopped after one step).
       const double tail = std::min(0.5 * opt.time_budget_s,
-                                   eval_s_per_sample * static_cast<double>(valid_n + opt.tail_eval_samples));
+                                   eval_s_per_sample * static_cast<double>(valid_n + opt.tail_eval_samples) +
+                                       checkpoint_s);
       if (opt.time_budget_s > 0 && now + tail >= opt.time_budget_s) {
         result.budget_hit = true;
         break;
@@ -439,7 +441,11 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       if (opt.keep_best) s.best = snapshot(model);
     }
     s.elapsed = seconds_since(t0);
-    if (!opt.checkpoint.empty()) save_checkpoint(opt.checkpoint, model, weights, arch.get(), order_gen, s);
+    if (!opt.checkpoint.empty()) {
+      const auto save_start = Clock::now();
+      save_checkpoint(opt.checkpoint, model, weights, arch.get(), order_gen, s);
+      checkpoint_s = seconds_since(save_start);
+    }
     if (progress) {
       Progress p;
       p.stage = opt.stage;
