@@ -406,8 +406,10 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       // At most half the budget is held back: with a budget too small for its
       // evaluations a stage still trains (measured: a 7 s retrain of 500
       // images with a 10,000-image test split stopped after one step).
+      // A quarter more than measured: a pass measured on valid ran 6% short
+      // of test's time on Fashion-MNIST side by side (9,433 of 10,000 scored).
       const double tail = std::min(0.5 * opt.time_budget_s,
-                                   eval_s_per_sample * static_cast<double>(valid_n + opt.tail_eval_samples) +
+                                   1.25 * eval_s_per_sample * static_cast<double>(valid_n + opt.tail_eval_samples) +
                                        checkpoint_s);
       if (opt.time_budget_s > 0 && now + tail >= opt.time_budget_s) {
         result.budget_hit = true;
