@@ -77,16 +77,11 @@ char* copy_string(const std::string& s) {
   return out;
 }
 
-const char* split_name(dash_split split) {
-  switch (split) {
-    case DASH_SPLIT_TRAIN: return "train";
-    case DASH_SPLIT_VALID: return "valid";
-    case DASH_SPLIT_TEST: return "test";
-  }
-  return "unknown";
-}
+static_assert(int{DASH_SPLIT_TRAIN} == int{api::kTrain} && int{DASH_SPLIT_VALID} == int{api::kValid} &&
+                  int{DASH_SPLIT_TEST} == int{api::kTest},
+              "dash_split indexes api::TaskData::splits");
 
-dash_split checked_split(const dash_split* raw) {
+api::SplitIndex checked_split(const dash_split* raw) {
   static_assert(sizeof(dash_split) == sizeof(int), "dash_split is an int-sized C enum");
   int split = 0;
   std::memcpy(&split, raw, sizeof split);
@@ -94,7 +89,7 @@ dash_split checked_split(const dash_split* raw) {
     throw std::invalid_argument("split " + std::to_string(split) +
                                 " is not DASH_SPLIT_TRAIN, DASH_SPLIT_VALID or DASH_SPLIT_TEST");
   }
-  return static_cast<dash_split>(split);
+  return static_cast<api::SplitIndex>(split);
 }
 
 }  // namespace dash::capi

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "capi/internal.h"
+#include "api/options.h"
 #include "dash/dash.h"
 #include "task/io.h"
 
@@ -137,12 +137,11 @@ void idx_seeds() {
 }
 
 void options_seeds() {
-  using dash::capi::Call;
   // The options target's first byte picks the call: 1 search, 0 retrain.
   seed("options", "search-defaults",
-       std::string(1, '\1') + dash::capi::parse_options(nullptr, Call::kSearch).dump());
+       std::string(1, '\1') + dash::api::to_json(dash::api::SearchCall{}).dump());
   seed("options", "retrain-defaults",
-       std::string(1, '\0') + dash::capi::parse_options(nullptr, Call::kRetrain).dump());
+       std::string(1, '\0') + dash::api::to_json(dash::api::RetrainCall{}).dump());
   seed("options", "search-sample",
        std::string(1, '\1') + R"({"time_budget_s": 12, "max_train": 500, "threads": 2, "kernel_sizes": [3, 5], "dilations": [1, 2]})");
   seed("options", "retrain-sample",

@@ -37,6 +37,12 @@ std::vector<train::Hyperparams> small_grid() {
   return grid;
 }
 
+std::vector<train::Hyperparams> grid_named(const std::string& name) {
+  if (name == "small") return small_grid();
+  if (name == "dash") return dash_grid();
+  throw std::invalid_argument("hpo_grid must be \"small\" or \"dash\", got \"" + name + "\"");
+}
+
 std::vector<train::Hyperparams> dash_grid() {
   std::vector<train::Hyperparams> grid;
   for (double lr : {0.1, 0.01, 0.001})
@@ -225,12 +231,12 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
   int64_t pruned = 0;
   train::StageOptions so;
   so.stage = "search";
-  so.epochs = o.epochs > 0 ? o.epochs : (budget_s > 0 ? 0 : 4);
+  so.epochs = o.epochs > 0 ? o.epochs : (budget_s > 0 ? 0 : kSearchEpochsUnbudgeted);
   so.time_budget_s = budget_s;
   so.batch_size = o.batch_size;
   so.batch_fraction = o.batch_fraction;
   so.augment = o.augment;
-  so.hp = {o.lr, 0.9, 5e-4, 0.0};
+  so.hp.lr = o.lr;
   so.clip_grad_norm = o.clip_grad_norm;
   so.search = true;
   so.arch = o.arch;
@@ -418,8 +424,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
   const task::TaskSpec spec = with_pos_weight(task_spec, data, &outcome.report);
   SearchOptions o = options;
   const bool dense = dense_task(spec);
-  if (std::isnan(o.lr)) o.lr = dense ? 0.01 : 0.1;
-  if (std::isnan(o.arch.lr)) o.arch.lr = dense ? 0.005 : 0.05;
+  if (std::isnan(o.lr)) o.lr = dense ? kDenseLr : train::Hyperparams{}.lr;
+  if (std::isnan(o.arch.lr)) o.arch.lr = dense ? kDenseArchLr : train::ArchOptions{}.lr;
   train::check_augment_applies(o.augment, spec.kind, "search");
   if (o.time_budget_s > 0 && !(o.hpo_share > 0 && o.hpo_share < 1)) {
     throw std::invalid_argument("hpo_share must be in (0, 1)");
@@ -430,7 +436,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
   fit_output_affine(spec, data.train.y, &super_spec);
   const nn::Architecture plain = nn::Architecture::plain(nn::backbone_for(spec, o.depth, 1, 0, o.stem_stride).name(),
                                                          super_spec.searchable_layers());
-  const train::Hyperparams default_hp{o.lr, 0.9, 5e-4, 0.0};
+  train::Hyperparams default_hp;
+  default_hp.lr = o.lr;
   nn::BackboneSpec retrain_like = super_spec;  // FIXED, full convolutions, as retrained
 
   // 1. The search (skipped for the plain backbone).
@@ -489,7 +496,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
   //    its trials), and never past the end.
   outcome.hp = default_hp;
   const auto grid = !o.hpo ? std::vector<train::Hyperparams>{default_hp}
-                           : (o.grid.empty() ? small_grid() : o.grid);
+                           : (o.grid.empty() ? grid_named(o.hpo_grid) : o.grid);
   const bool guard = o.arch_search && o.guard && !(outcome.architecture.layers == plain.layers);
   if (o.hpo || guard) {
     const auto t1 = Clock::now();
@@ -607,7 +614,7 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
 
   train::StageOptions ro;
   ro.stage = "retrain";
-  ro.epochs = options.epochs > 0 ? options.epochs : (options.time_budget_s > 0 ? 0 : 10);
+  ro.epochs = options.epochs > 0 ? options.epochs : (options.time_budget_s > 0 ? 0 : kRetrainEpochsUnbudgeted);
   ro.time_budget_s = options.time_budget_s;
   ro.tail_eval_samples = data.test.size();  // the one test evaluation belongs to this call
   ro.warn_below_steps = 300;

@@ -19,30 +19,54 @@
 
 namespace dash::search {
 
-struct SearchOptions {
+// Epochs of a call given neither `epochs` nor a time budget.
+inline constexpr int64_t kSearchEpochsUnbudgeted = 4;
+inline constexpr int64_t kRetrainEpochsUnbudgeted = 10;
+// Dense tasks' learning rates when the user sets none (the reference's); other
+// tasks take train::Hyperparams' and train::ArchOptions' defaults.
+inline constexpr double kDenseLr = 0.01;
+inline constexpr double kDenseArchLr = 0.005;
+
+// What search and retrain share. Every default here, in SearchOptions and in
+// RetrainOptions is the one the C ABI, its description and README show
+// (api/options.cpp reads them from default-constructed structs).
+struct CommonOptions {
   uint64_t seed = 0;
+  int depth = 16;              // WRN depth (2D)
+  int width = 1;               // backbone width
+  int64_t stem_stride = 0;     // ResNet1D's downsampling stem (nn::stem_stride_for; 0: automatic)
+  int64_t batch_size = train::kBatchSize;
+  // 0: as the budget allows (search: the stopping rule usually ends it sooner;
+  // retrain: the learning-rate schedule follows the time); without a budget
+  // kSearchEpochsUnbudgeted or kRetrainEpochsUnbudgeted.
+  int64_t epochs = 0;
+  double batch_fraction = 1.0;
+  train::Augment augment;      // of train batches, in every stage
+  // The whole call: search, cost measurement, guard and grid; or retrain and
+  // its final test evaluation.
+  double time_budget_s = 0;
+  std::string checkpoint_dir;  // "" for none
+  bool resume = false;
+};
+
+struct SearchOptions : CommonOptions {
   // false: no architecture search; the plain backbone gets the same
   // hyperparameter grid as a search would (so comparing the two isolates
   // what the search adds).
   bool arch_search = true;
   ops::CandidateSpace space;   // empty: DASH's default for the task's dims
   bool separable = true;       // depthwise proxy where in == out (DASH's default)
-  int depth = 16;              // WRN depth (2D)
-  int width = 1;               // backbone width during search
-  int64_t stem_stride = 0;     // ResNet1D's downsampling stem (nn::stem_stride_for; 0: automatic)
-  int64_t batch_size = 64;
-  // Search epochs at most; the stopping rule usually ends it sooner. 0: as
-  // the budget allows (4 without a budget).
-  int64_t epochs = 0;
-  double batch_fraction = 1.0;
-  train::Augment augment;  // of train batches, in the search and every trial
-  // The whole call (search, cost measurement, guard and grid); the search
-  // itself gets (1 - hpo_share) of it, the guard and grid the rest.
-  double time_budget_s = 0;
+  // The search itself gets (1 - hpo_share) of time_budget_s, the guard and
+  // grid the rest.
   double hpo_share = 0.57;
-  // NaN: the task's default (DASH: 0.1 and 0.05; 0.01 and 0.005 for dense tasks).
+  // NaN: the task's default (train::Hyperparams' lr; kDenseLr for dense tasks).
   double lr = std::numeric_limits<double>::quiet_NaN();
-  train::ArchOptions arch{std::numeric_limits<double>::quiet_NaN(), 0.9, 5e-4, 1.0};
+  // lr NaN: the task's default (train::ArchOptions' lr; kDenseArchLr for dense tasks).
+  train::ArchOptions arch = [] {
+    train::ArchOptions a;
+    a.lr = std::numeric_limits<double>::quiet_NaN();
+    return a;
+  }();
   double clip_grad_norm = 1.0;  // of the weights' gradients only
 
   // The architecture objective (see arch_gradient in dash.cpp for the
@@ -67,15 +91,15 @@ struct SearchOptions {
   // The guard: the searched network is trained as long as the plain backbone
   // in the grid's first trial; it is kept only if it validates better.
   bool guard = true;
-  // Hyperparameter grid on the discrete network (empty: small_grid()).
+  // Hyperparameter grid on the discrete network: "small" (small_grid()) or
+  // "dash" (dash_grid()); `grid`, when not empty, replaces it.
   bool hpo = true;
+  std::string hpo_grid = "small";
   std::vector<train::Hyperparams> grid;
   // Epochs per trial; 0: trials are (hpo_share x time_budget_s) / (grid + 1)
   // seconds long (one epoch without a budget).
   int64_t hpo_epochs = 0;
   double hpo_batch_fraction = 1.0;
-  std::string checkpoint_dir;    // "" for none
-  bool resume = false;
 };
 
 struct SearchOutcome {
@@ -86,22 +110,7 @@ struct SearchOutcome {
   double hpo_seconds = 0;
 };
 
-struct RetrainOptions {
-  uint64_t seed = 0;
-  int depth = 16;
-  int width = 1;
-  int64_t stem_stride = 0;  // as the search's
-  int64_t batch_size = 64;
-  // 0: as many as time_budget_s allows, the learning-rate schedule set by the
-  // time (10 without a budget).
-  int64_t epochs = 0;
-  double batch_fraction = 1.0;
-  train::Augment augment;  // of train batches
-  // The whole call, the final test evaluation included.
-  double time_budget_s = 0;
-  std::string checkpoint_dir;
-  bool resume = false;
-};
+struct RetrainOptions : CommonOptions {};
 
 struct RetrainOutcome {
   nn::Backbone model{nullptr};
@@ -119,6 +128,8 @@ ops::CandidateSpace default_space(int dims);
 std::vector<train::Hyperparams> small_grid();
 // DASH's grid: lr {0.1,0.01,0.001} x dropout {0,0.05} x wd {5e-4,5e-6} x momentum {0.9,0.99}.
 std::vector<train::Hyperparams> dash_grid();
+// small_grid() or dash_grid() by name ("small", "dash"); others are std::invalid_argument.
+std::vector<train::Hyperparams> grid_named(const std::string& name);
 
 // `data` must already be normalised (see prepare()).
 SearchOutcome run_search(const task::TaskSpec& spec, const task::Dataset& data,

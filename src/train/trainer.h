@@ -21,6 +21,8 @@
 
 namespace dash::train {
 
+inline constexpr int64_t kBatchSize = 64;  // every stage's default
+
 struct Hyperparams {
   double lr = 0.1;
   double momentum = 0.9;
@@ -45,7 +47,7 @@ struct StageOptions {
   // follows the time spent); > 0: at most this many.
   int64_t epochs = 10;
   double time_budget_s = 0;     // 0: no wall-clock limit
-  int64_t batch_size = 64;
+  int64_t batch_size = kBatchSize;
   double batch_fraction = 1.0;  // share of the shuffled train batches used per epoch
   Hyperparams hp;
   Augment augment;              // of each train batch (classification and multilabel only)

@@ -1,6 +1,6 @@
 #pragma once
 // Exception types whose difference a caller acts on: the C ABI maps them to
-// distinct statuses. Both are std::runtime_error, so code that only reports
+// distinct statuses. All are std::runtime_error, so code that only reports
 // the message needs nothing special.
 
 #include <stdexcept>
@@ -17,6 +17,12 @@ struct IoError : std::runtime_error {
 // expected format, or written by a newer version.
 struct FormatError : std::runtime_error {
   explicit FormatError(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Valid, but not available in this build or on this machine (e.g. device
+// "cuda" without CUDA).
+struct Unsupported : std::runtime_error {
+  explicit Unsupported(const std::string& what) : std::runtime_error(what) {}
 };
 
 }  // namespace dash

@@ -1,0 +1,66 @@
+#pragma once
+// The options of the pipeline's calls (api/pipeline.h), typed, and their JSON
+// form. Each option is defined once, in the table of options.cpp: its name,
+// type, the calls that use it, the field it sets, its validation and its
+// help. Its default is the default of that field (search::SearchOptions,
+// search::RetrainOptions and the structs below), read from a
+// default-constructed struct, so the parser, describe_options(),
+// dash_options_describe and README's table cannot disagree with the core.
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+
+#include "search/dash.h"
+#include "train/trainer.h"
+
+namespace dash::api {
+
+// What every call applies to the process before it computes.
+struct RuntimeOptions {
+  int threads = 0;                   // compute threads; 0: all cores
+  std::string device = "auto";       // "auto", "cpu" or "cuda"
+  std::string fft_planner = "auto";  // ops::cpu::set_fft_planner's effort
+};
+
+// How a task's splits become the train and validation data of a call.
+struct DataOptions {
+  double valid_fraction = 0.1;  // of train, carved out when no valid split is set
+  int64_t max_train = 0;        // the first N train samples only; 0: all
+};
+
+// Retrain's overrides of the architecture's hyperparameters; unset: keep its.
+struct HyperparamOverrides {
+  std::optional<double> lr, momentum, weight_decay, dropout;
+  train::Hyperparams applied_to(train::Hyperparams hp) const;
+};
+
+struct SearchCall {
+  RuntimeOptions runtime;
+  DataOptions data;
+  search::SearchOptions search;
+};
+
+struct RetrainCall {
+  RuntimeOptions runtime;
+  DataOptions data;
+  search::RetrainOptions retrain;
+  HyperparamOverrides hp;
+};
+
+// Parses an options JSON object given as text ("" for all defaults). Unknown
+// keys, keys of the other call, wrong types, values out of range and
+// inconsistent combinations are std::invalid_argument naming the option.
+SearchCall parse_search_options(const std::string& text);
+RetrainCall parse_retrain_options(const std::string& text);
+
+// Every option of the call with its value, as the parser takes it back.
+nlohmann::json to_json(const SearchCall& options);
+nlohmann::json to_json(const RetrainCall& options);
+
+// name -> {type, default (per call where the calls differ), used_by, help,
+// choices (strings with a fixed set)}.
+nlohmann::json describe_options();
+
+}  // namespace dash::api

@@ -1,0 +1,261 @@
+#include "api/pipeline.h"
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <thread>
+
+#include "ops/cpu/fftw_plans.h"
+#include "search/dash.h"
+#include "util/errors.h"
+
+namespace dash::api {
+
+using nlohmann::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void apply(const RuntimeOptions& o) {
+  device_named(o.device);  // refuses "cuda" where it cannot run, before any work
+  torch::set_num_threads(o.threads > 0 ? o.threads
+                                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  ops::cpu::set_fft_planner(o.fft_planner);
+}
+
+// train (its first max_train rows), valid (carved from train when unset),
+// test; checked, not yet normalised.
+task::Dataset dataset(const TaskData& t, const DataOptions& o, uint64_t seed) {
+  const task::Split& train = t.splits[kTrain];
+  if (train.empty()) {
+    throw std::invalid_argument(
+        "the train split is empty: give it data with dash_task_set_data or dash_task_load_files "
+        "(DASH_SPLIT_TRAIN) first");
+  }
+  task::Split used = train;
+  if (o.max_train > 0 && o.max_train < train.size()) {
+    used = {train.x.narrow(0, 0, o.max_train), train.y.narrow(0, 0, o.max_train)};
+  }
+  const task::Split& valid = t.splits[kValid];
+  if (valid.empty() && used.size() < 2) {
+    throw std::invalid_argument("train has " + std::to_string(used.size()) +
+                                " sample: a validation split needs at least 2, or set DASH_SPLIT_VALID");
+  }
+  return task::make_dataset(t.spec, used, valid, t.splits[kTest], o.valid_fraction, seed);
+}
+
+// The prepared (normalised) data on the device the stages compute on.
+task::Dataset on_device(task::Dataset data, const at::Device& device) {
+  if (device.is_cpu()) return data;
+  for (task::Split* split : {&data.train, &data.valid, &data.test}) {
+    if (split->empty()) continue;
+    split->x = split->x.to(device);
+    split->y = split->y.to(device);
+  }
+  return data;
+}
+
+// What is left of time_budget_s after preparing the data (that time counts
+// inside the budget); 0 stays "no budget".
+double budget_left(double budget, Clock::time_point t_call) {
+  if (!(budget > 0)) return 0;
+  const double used = std::chrono::duration<double>(Clock::now() - t_call).count();
+  if (used >= budget) {
+    throw std::invalid_argument("preparing the data took " + std::to_string(used) +
+                                " s, the whole time_budget_s of " + std::to_string(budget) +
+                                " s; raise time_budget_s or use fewer samples (max_train)");
+  }
+  return budget - used;
+}
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string t = "[";
+  for (size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
+  return t + "]";
+}
+
+}  // namespace
+
+const char* split_name(SplitIndex split) {
+  switch (split) {
+    case kTrain:
+      return "train";
+    case kValid:
+      return "valid";
+    case kTest:
+      return "test";
+  }
+  return "?";
+}
+
+int64_t values_per_sample(const std::vector<int64_t>& shape) {
+  int64_t total = 1;
+  for (int64_t d : shape) {
+    if (d != 0 && total > std::numeric_limits<int64_t>::max() / d) {
+      throw std::invalid_argument("the shape's size overflows int64_t");
+    }
+    total *= d;
+  }
+  return total;
+}
+
+task::Split split_from_buffers(const task::TaskSpec& spec, const float* x, const void* y, int64_t n,
+                               SplitIndex split) {
+  if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
+  const auto target = spec.target_shape();
+  std::vector<int64_t> xshape = {n}, yshape = {n};
+  xshape.insert(xshape.end(), spec.input_shape.begin(), spec.input_shape.end());
+  yshape.insert(yshape.end(), target.begin(), target.end());
+  // n x values per sample, checked: from_blob must not be told a wrapped size.
+  for (const auto* shape : {&xshape, &yshape}) {
+    try {
+      values_per_sample(*shape);
+    } catch (const std::invalid_argument&) {
+      throw std::invalid_argument(std::string(shape == &xshape ? "x" : "y") + ": n * shape overflows");
+    }
+  }
+  const bool classes = spec.kind == task::TaskKind::kClassification;
+  // from_blob does not copy: clone so the caller may free its buffers.
+  at::Tensor xt = at::from_blob(const_cast<float*>(x), xshape, at::kFloat).clone();
+  at::Tensor yt = at::from_blob(const_cast<void*>(y), yshape, classes ? at::kLong : at::kFloat).clone();
+  return task::checked_split(spec, xt, yt, split_name(split));
+}
+
+json ArchChoice::to_json() const {
+  json j = architecture.to_json();
+  j["hyperparameters"] = hp.to_json();
+  return j;
+}
+
+ArchChoice ArchChoice::from_json(const json& text) {
+  if (!text.is_object()) throw std::invalid_argument("the architecture must be a JSON object");
+  json j = text;
+  ArchChoice a;
+  if (j.contains("hyperparameters")) {
+    const json& h = j["hyperparameters"];
+    if (!h.is_object()) throw std::invalid_argument("'hyperparameters' must be an object");
+    json full = a.hp.to_json();
+    for (const auto& [key, value] : h.items()) {
+      if (!full.contains(key)) {
+        throw std::invalid_argument("hyperparameters: unknown key '" + key + "' (lr, momentum, weight_decay, dropout)");
+      }
+      if (!value.is_number()) throw std::invalid_argument("hyperparameters: '" + key + "' must be a number");
+      full[key] = value;
+    }
+    a.hp = train::Hyperparams::from_json(full);
+    j.erase("hyperparameters");
+  }
+  a.architecture = nn::Architecture::from_json(j);
+  return a;
+}
+
+ArchChoice plain_architecture(const task::TaskSpec& spec) {
+  const search::CommonOptions defaults;
+  const auto b = nn::backbone_for(spec, defaults.depth, defaults.width, 0, defaults.stem_stride);
+  ArchChoice a;
+  a.architecture = nn::Architecture::plain(b.name(), b.searchable_layers());
+  return a;
+}
+
+ArchChoice search(const TaskData& task, const SearchCall& options, const train::ProgressFn& progress) {
+  const auto t_call = Clock::now();
+  apply(options.runtime);
+  const auto raw = dataset(task, options.data, options.search.seed);
+  const auto data = on_device(search::prepare(raw, nullptr), device_named(options.runtime.device));
+  search::SearchOptions so = options.search;
+  so.time_budget_s = budget_left(so.time_budget_s, t_call);
+  auto outcome = search::run_search(task.spec, data, so, progress);
+  return {outcome.architecture, outcome.hp, outcome.report};
+}
+
+std::unique_ptr<model::TrainedModel> retrain(const TaskData& task, const ArchChoice& arch,
+                                             const RetrainCall& options, const train::ProgressFn& progress) {
+  const auto t_call = Clock::now();
+  apply(options.runtime);
+  const auto raw = dataset(task, options.data, options.retrain.seed);
+  task::Normalizer norm;  // fitted on the CPU, where the model will infer
+  const auto data = on_device(search::prepare(raw, &norm), device_named(options.runtime.device));
+  const train::Hyperparams hp = options.hp.applied_to(arch.hp);
+  search::RetrainOptions ro = options.retrain;
+  ro.time_budget_s = budget_left(ro.time_budget_s, t_call);
+  auto r = search::run_retrain(task.spec, data, arch.architecture, hp, ro, progress);
+  json report = r.report;
+  if (!arch.report.empty()) report["search"] = arch.report;
+  r.model->to(at::kCPU);  // every model starts on the CPU (TrainedModel::to moves it)
+  const nn::BackboneSpec bspec = r.model->spec();
+  return std::make_unique<model::TrainedModel>(task.spec, bspec, arch.architecture, hp, norm, report, r.model);
+}
+
+json evaluate(const model::TrainedModel& model, const TaskData& task, SplitIndex split) {
+  const task::TaskSpec& m = model.spec();
+  const task::TaskSpec& t = task.spec;
+  if (m.kind != t.kind || m.input_shape != t.input_shape || m.num_outputs != t.num_outputs) {
+    throw std::invalid_argument("the model was trained for a " + task::to_string(m.kind) + " task with input " +
+                                shape_text(m.input_shape) + " and " + std::to_string(m.num_outputs) +
+                                " outputs, but the task is " + task::to_string(t.kind) + " with input " +
+                                shape_text(t.input_shape) + " and " + std::to_string(t.num_outputs));
+  }
+  const auto& data = task.splits[split];
+  if (data.empty()) {
+    throw std::invalid_argument(std::string("the ") + split_name(split) + " split is empty: set its data first");
+  }
+  const auto ev = model.evaluate(data);
+  return {{"split", split_name(split)},
+          {"samples", data.size()},
+          {"loss", ev.loss},
+          {"metric_name", task::to_string(m.metric)},
+          {"metric", std::isfinite(ev.metric) ? json(ev.metric) : json(nullptr)},
+          {"higher_is_better", task::higher_is_better(m.metric)}};
+}
+
+void infer(const model::TrainedModel& model, const float* x, int64_t n, float* out, int64_t out_len) {
+  if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
+  const int64_t per = model.output_size();
+  if (n > std::numeric_limits<int64_t>::max() / per || out_len != n * per) {
+    throw std::invalid_argument("out_len is " + std::to_string(out_len) + " but " + std::to_string(n) +
+                                " samples need " + std::to_string(n) + " x " + std::to_string(per) +
+                                " values (dash_model_output_size)");
+  }
+  std::vector<int64_t> shape = {n};
+  shape.insert(shape.end(), model.spec().input_shape.begin(), model.spec().input_shape.end());
+  try {
+    values_per_sample(shape);
+  } catch (const std::invalid_argument&) {
+    throw std::invalid_argument("n is too large");
+  }
+  // Read-only view of the caller's buffer: no copy.
+  const at::Tensor xt = at::from_blob(const_cast<float*>(x), shape, at::kFloat);
+  const at::Tensor bad = xt.isfinite().logical_not().reshape({n, -1}).any(1);
+  if (bad.any().item<bool>()) {
+    const int64_t row = bad.nonzero()[0][0].item<int64_t>();
+    throw std::invalid_argument("x has NaN or Inf in sample " + std::to_string(row));
+  }
+  const at::Tensor y = model.infer(xt);
+  std::memcpy(out, y.contiguous().data_ptr<float>(), sizeof(float) * static_cast<size_t>(n * per));
+}
+
+at::Device device_named(const std::string& device) {
+  if (device != "auto" && device != "cpu" && device != "cuda") {
+    throw std::invalid_argument("device must be \"auto\", \"cpu\" or \"cuda\", got \"" + device + "\"");
+  }
+#if defined(DASH_WITH_CUDA)
+  const bool gpu = torch::cuda::is_available();
+  if (device == "cuda" && !gpu) {
+    throw Unsupported("device 'cuda': this build has CUDA but LibTorch sees no GPU; use 'cpu' or 'auto'");
+  }
+  return (device == "cuda" || (device == "auto" && gpu)) ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+#else
+  if (device == "cuda") {
+    throw Unsupported("device 'cuda' needs a build with -DDASH_WITH_CUDA=ON and a GPU; use 'cpu' or 'auto'");
+  }
+  return at::Device(at::kCPU);
+#endif
+}
+
+}  // namespace dash::api

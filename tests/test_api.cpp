@@ -1,0 +1,217 @@
+// The core's pipeline and its options, called from C++ without the C ABI.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <set>
+
+#include "api/options.h"
+#include "api/pipeline.h"
+#include "search/dash.h"
+#include "train/trainer.h"
+
+namespace {
+
+using dash::api::describe_options;
+using dash::api::parse_retrain_options;
+using dash::api::parse_search_options;
+using nlohmann::json;
+
+const json& described_default(const json& all, const std::string& name, const char* call) {
+  const json& d = all.at(name).at("default");
+  return d.is_object() ? d.at(call) : d;
+}
+
+// The defaults a user reads (dash_options_describe, README) are the ones the
+// core's stages run with when a C++ caller default-constructs its options.
+TEST(Options, DescribedDefaultsAreTheCoresDefaults) {
+  const json all = describe_options();
+  const dash::search::SearchOptions so;
+  const dash::search::RetrainOptions ro;
+  EXPECT_EQ(described_default(all, "epochs", "search").get<int64_t>(), so.epochs);
+  EXPECT_EQ(described_default(all, "epochs", "retrain").get<int64_t>(), ro.epochs);
+  EXPECT_EQ(described_default(all, "batch_size", "search").get<int64_t>(), dash::train::kBatchSize);
+  EXPECT_EQ(described_default(all, "batch_size", "retrain").get<int64_t>(), ro.batch_size);
+  EXPECT_EQ(described_default(all, "depth", "retrain").get<int>(), ro.depth);
+  EXPECT_EQ(described_default(all, "hpo_epochs", "search").get<int64_t>(), so.hpo_epochs);
+  EXPECT_EQ(described_default(all, "hpo_share", "search").get<double>(), so.hpo_share);
+  EXPECT_EQ(described_default(all, "cost_weight", "search").get<double>(), so.cost_weight);
+  EXPECT_EQ(described_default(all, "max_cost_ratio", "search").get<double>(), so.max_cost_ratio);
+  EXPECT_EQ(described_default(all, "warmup_steps", "search").get<int64_t>(), so.warmup_steps);
+  EXPECT_EQ(described_default(all, "temperature", "search").get<double>(), so.arch.temperature);
+  EXPECT_EQ(described_default(all, "hpo_grid", "search").get<std::string>(), so.hpo_grid);
+  EXPECT_TRUE(described_default(all, "lr", "search").is_null());  // the task's default
+  EXPECT_TRUE(described_default(all, "arch_lr", "search").is_null());
+  // Every described option, for each call that takes it, is what parsing
+  // nothing gives.
+  const json search = to_json(parse_search_options(""));
+  const json retrain = to_json(parse_retrain_options(""));
+  for (const auto& [name, d] : all.items()) {
+    for (const auto& call : d.at("used_by")) {
+      const json& parsed = call == "search" ? search : retrain;
+      EXPECT_EQ(described_default(all, name, call == "search" ? "search" : "retrain"), parsed.at(name))
+          << name << " in " << call;
+    }
+  }
+  EXPECT_EQ(search.size() + retrain.size(), [&] {
+    size_t n = 0;
+    for (const auto& [name, d] : all.items()) n += d.at("used_by").size();
+    return n;
+  }());
+}
+
+// A value other than the default for one option, for a call that takes it.
+json other_value(const json& described) {
+  const std::string type = described.at("type");
+  const json& def = described.at("default");
+  const json d = def.is_object() ? def.begin().value() : def;
+  if (described.contains("choices")) {
+    for (const auto& c : described.at("choices")) {
+      if (c != d) return c;
+    }
+  }
+  if (type == "bool") return !d.get<bool>();
+  if (type == "int") return d.get<int64_t>() + 3;
+  if (type == "number") {  // inside every option's range
+    if (d.is_null()) return 0.25;
+    const double v = d.get<double>();
+    return v == 0 || v == 1 ? 0.5 : (v < 1 ? v / 2 : v / 2 + 1);
+  }
+  if (type == "string") return "elsewhere";
+  if (type == "int_list") return json::array({3, 5});
+  return nullptr;
+}
+
+// Each option reaches its own field: setting one changes that option and no
+// other (two options bound to one field, or a getter reading another field
+// than the setter writes, fail here).
+TEST(Options, EachOptionSetsItsOwnField) {
+  const json all = describe_options();
+  const json search_defaults = to_json(parse_search_options(""));
+  const json retrain_defaults = to_json(parse_retrain_options(""));
+  for (const auto& [name, d] : all.items()) {
+    json value = other_value(d);
+    for (const auto& call : d.at("used_by")) {
+      json user = {{name, value}};
+      if (name == "kernel_sizes") user["dilations"] = json::array({1, 2});
+      if (name == "dilations") user["kernel_sizes"] = json::array({3, 5});
+      if (name == "resume") user["checkpoint_dir"] = "ckpt";
+      if (name == "max_cost_ratio") user[name] = 3.0;
+      const bool search = call == "search";
+      const json got = search ? to_json(parse_search_options(user.dump())) : to_json(parse_retrain_options(user.dump()));
+      const json& defaults = search ? search_defaults : retrain_defaults;
+      for (const auto& [key, v] : got.items()) {
+        if (user.contains(key)) {
+          EXPECT_EQ(v, user[key]) << name << " in " << call;
+        } else {
+          EXPECT_EQ(v, defaults.at(key)) << "setting " << name << " changed " << key << " in " << call;
+        }
+      }
+    }
+  }
+}
+
+TEST(Options, RefusalsNameTheOption) {
+  auto message = [](const std::string& text, bool search) {
+    try {
+      if (search) {
+        parse_search_options(text);
+      } else {
+        parse_retrain_options(text);
+      }
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message(R"({"batch_fraction": 0})", true).find("'batch_fraction' must be in (0, 1]"), std::string::npos);
+  EXPECT_NE(message(R"({"batch_size": 0})", false).find("'batch_size' must be >= 1"), std::string::npos);
+  EXPECT_NE(message(R"({"hpo": false})", false).find("used by dash_search, not dash_retrain"), std::string::npos);
+  EXPECT_NE(message(R"({"dropout": 0.1})", true).find("used by dash_retrain, not dash_search"), std::string::npos);
+  EXPECT_NE(message(R"({"augment": "rotate"})", true).find("one of none, shift, flip, shift_flip"),
+            std::string::npos);
+  EXPECT_NE(message(R"({"lr": 0})", false).find("'lr' must be > 0"), std::string::npos);
+  EXPECT_NE(message(R"({"epochs": 1.5})", true).find("must be of type int"), std::string::npos);
+  EXPECT_NE(message(R"({"kernel_sizes": [3]})", true).find("both 'kernel_sizes' and 'dilations'"),
+            std::string::npos);
+  EXPECT_NE(message(R"({"resume": true})", false).find("'resume' needs 'checkpoint_dir'"), std::string::npos);
+  EXPECT_NE(message(R"([1])", true).find("a JSON object"), std::string::npos);
+  EXPECT_EQ(message(R"({"lr": null, "arch_lr": null})", true), "accepted");
+}
+
+TEST(Options, RetrainOverridesReplaceOnlyWhatIsSet) {
+  const auto call = parse_retrain_options(R"({"lr": 0.02, "dropout": 0.1})");
+  dash::train::Hyperparams arch_hp;
+  arch_hp.lr = 0.3;
+  arch_hp.momentum = 0.5;
+  const auto hp = call.hp.applied_to(arch_hp);
+  EXPECT_EQ(hp.lr, 0.02);
+  EXPECT_EQ(hp.dropout, 0.1);
+  EXPECT_EQ(hp.momentum, 0.5);
+  EXPECT_EQ(hp.weight_decay, arch_hp.weight_decay);
+}
+
+// 1D two-class task whose class is the sign of the sequence's mean.
+dash::api::TaskData mean_sign_task() {
+  dash::api::TaskData t;
+  t.spec = dash::task::TaskSpec::from_json({{"kind", "classification"}, {"input_shape", {1, 32}}, {"num_classes", 2}});
+  torch::manual_seed(3);
+  auto make = [](int64_t n) {
+    at::Tensor x = torch::randn({n, 1, 32}) + torch::randn({n, 1, 1}) * 2;
+    at::Tensor y = (x.mean({1, 2}) > 0).to(torch::kLong);
+    return dash::task::Split{x, y};
+  };
+  t.splits[dash::api::kTrain] = make(192);
+  t.splits[dash::api::kTest] = make(64);
+  return t;
+}
+
+// search -> retrain -> evaluate and infer, with no C in between; the
+// evaluation's accuracy is the share of infer()'s argmaxes that are right.
+TEST(Pipeline, SearchRetrainEvaluateInferFromCpp) {
+  const auto task = mean_sign_task();
+  const auto arch = dash::api::search(
+      task,
+      parse_search_options(R"({"epochs": 1, "hpo": false, "guard": false, "cost_model": "macs", "threads": 1,
+                               "kernel_sizes": [3, 5], "dilations": [1, 2], "batch_size": 32})"),
+      nullptr);
+  EXPECT_EQ(arch.architecture.layers.size(), dash::api::plain_architecture(task.spec).architecture.layers.size());
+  EXPECT_FALSE(arch.report.empty());
+  const auto model = dash::api::retrain(task, arch, parse_retrain_options(R"({"epochs": 3, "threads": 1})"), nullptr);
+  EXPECT_EQ(model->metadata().at("report").at("search"), arch.report);
+
+  const json report = dash::api::evaluate(*model, task, dash::api::kTest);
+  EXPECT_EQ(report.at("samples").get<int64_t>(), 64);
+  const auto& test = task.splits[dash::api::kTest];
+  std::vector<float> out(static_cast<size_t>(64 * model->output_size()));
+  dash::api::infer(*model, test.x.contiguous().data_ptr<float>(), 64, out.data(), static_cast<int64_t>(out.size()));
+  const at::Tensor logits = torch::from_blob(out.data(), {64, 2});
+  const double accuracy = (logits.argmax(1) == test.y).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(report.at("metric").get<double>(), accuracy, 1e-9);
+  EXPECT_GT(accuracy, 0.6);  // it learnt something: chance is ~0.5
+
+  // Misuse is refused with a message, not a crash.
+  EXPECT_THROW(dash::api::infer(*model, test.x.data_ptr<float>(), 64, out.data(), 3), std::invalid_argument);
+  dash::api::TaskData other = task;
+  other.spec = dash::task::TaskSpec::from_json({{"kind", "classification"}, {"input_shape", {1, 16}}, {"num_classes", 2}});
+  EXPECT_THROW(dash::api::evaluate(*model, other, dash::api::kTest), std::invalid_argument);
+  EXPECT_THROW(dash::api::evaluate(*model, task, dash::api::kValid), std::invalid_argument);  // empty
+}
+
+TEST(Pipeline, ArchitectureJsonKeepsHyperparameters) {
+  const auto task = mean_sign_task();
+  auto a = dash::api::plain_architecture(task.spec);
+  a.hp.lr = 0.07;
+  const auto b = dash::api::ArchChoice::from_json(a.to_json());
+  EXPECT_EQ(b.hp.lr, 0.07);
+  EXPECT_EQ(b.architecture.to_json(), a.architecture.to_json());
+  json partial = a.architecture.to_json();
+  partial["hyperparameters"] = {{"dropout", 0.2}};
+  const auto c = dash::api::ArchChoice::from_json(partial);
+  EXPECT_EQ(c.hp.dropout, 0.2);
+  EXPECT_EQ(c.hp.lr, dash::train::Hyperparams{}.lr);
+  partial["hyperparameters"] = {{"gamma", 0.2}};
+  EXPECT_THROW(dash::api::ArchChoice::from_json(partial), std::invalid_argument);
+}
+
+}  // namespace
