@@ -631,10 +631,10 @@ TEST(Budget, AnEvaluationGivenATimeLimitScoresAnEvenlySpreadSubset) {
   const double whole_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(whole.samples, n);
   EXPECT_DOUBLE_EQ(whole.metric, 0.5);
-  // No time for more than the first batch: 50 rows, every 80th, half of
-  // them from each class (the head alone would all be class 0: 1.0).
+  // No time for more than the first, small chunk (50 / 8 rows): half of them
+  // from each class (the head alone would all be class 0: 1.0).
   const auto first = dash::train::evaluate(net, spec, split, 50, 1e-6);
-  EXPECT_EQ(first.samples, 50);
+  EXPECT_EQ(first.samples, 6);
   EXPECT_DOUBLE_EQ(first.metric, 0.5);
   // Time for about a third: the head alone (all class 0) would score 1.0;
   // rows spread over the split see both classes.

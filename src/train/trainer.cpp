@@ -197,6 +197,24 @@ bool better(const task::TaskSpec& spec, double a, double b) {
   return task::higher_is_better(spec.metric) ? a > b : a < b;
 }
 
+namespace {
+
+// 0..n-1 ordered by the bit reversal of each index (indices >= n skipped).
+at::Tensor spread_order(int64_t n) {
+  int bits = 0;
+  while ((int64_t{1} << bits) < n) ++bits;
+  std::vector<int64_t> order;
+  order.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < (int64_t{1} << bits); ++i) {
+    int64_t r = 0;
+    for (int b = 0; b < bits; ++b) r |= ((i >> b) & 1) << (bits - 1 - b);
+    if (r < n) order.push_back(r);
+  }
+  return torch::tensor(order, torch::kLong);
+}
+
+}  // namespace
+
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
                     int64_t batch_size, double max_seconds) {
   Evaluation ev;
@@ -224,15 +242,22 @@ Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task:
       score(split.x.narrow(0, start, len), split.y.narrow(0, start, len));
     }
   } else {
-    // Interleaved batches: batch j holds rows j, j + K, j + 2K, ... (K
-    // batches in all), so whatever prefix of batches the time allows is
-    // spread over the whole split, never its head (which may be sorted by
-    // class). The deadline is checked after every batch.
-    const int64_t batches = (n + batch_size - 1) / batch_size;
-    for (int64_t j = 0; j < batches; ++j) {
-      if (j > 0 && seconds_since(t0) >= max_seconds) break;
-      const at::Tensor idx = torch::arange(j, n, batches, torch::kLong).to(split.x.device());
+    // Rows in bit-reversed order (0, n/2, n/4, 3n/4, ...): every prefix of it
+    // is spread evenly over the split, never its head (which may be sorted by
+    // class). The first chunk is small, so that a pass with little time
+    // scores a few rows rather than overrunning by a whole batch; each next
+    // chunk is sized from the time per row measured so far to end by the
+    // deadline, and none starts that would not.
+    const at::Tensor order = spread_order(n).to(split.x.device());
+    int64_t start = 0;
+    int64_t len = std::min(n, std::max<int64_t>(2, batch_size / 8));
+    while (len > 0) {
+      const at::Tensor idx = order.narrow(0, start, len);
       score(split.x.index_select(0, idx), split.y.index_select(0, idx));
+      start += len;
+      const double elapsed = seconds_since(t0);
+      const double fit = (max_seconds - elapsed) / (elapsed / static_cast<double>(ev.samples));
+      len = std::min({batch_size, n - start, static_cast<int64_t>(std::max(0.0, std::floor(fit)))});
     }
   }
   if (was_training) model->train(true);

@@ -104,9 +104,11 @@ struct Evaluation {
 };
 
 // Loss and metric over a split, in evaluation mode, without gradients. With
-// max_seconds > 0 the pass stops at that time (checked after every batch;
-// at least one is scored), and its batches interleave the rows, so a pass
-// cut short has scored an evenly spread subset, not the split's head.
+// max_seconds > 0 the pass ends by that time: it starts with a chunk of
+// max(2, batch_size / 8) rows (always scored) and starts no chunk its
+// measured time per row says would end later; rows go in an order whose
+// every prefix is spread evenly over the split, so a pass cut short has
+// scored an evenly spread subset, not the split's head.
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
                     int64_t batch_size, double max_seconds = 0);
 
