@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   for (auto& c : cases) {
     const auto data = dash::search::prepare(c.data, nullptr);
     // The plain backbone: the steps of an ordinary training stage.
-    const auto bspec = dash::nn::backbone_for(c.spec, 16, 1, 0.0);
+    const auto bspec = dash::nn::backbone_for(c.spec, dash::nn::BackboneSpec{}.depth, dash::nn::BackboneSpec{}.width, 0.0);
     dash::nn::LayerSetup fixed;
     fixed.architecture = dash::nn::Architecture::plain(bspec.name(), bspec.searchable_layers());
     dash::nn::Backbone plain(bspec, fixed);

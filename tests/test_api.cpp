@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <set>
 
 #include "api/options.h"
@@ -196,6 +197,38 @@ TEST(Pipeline, SearchRetrainEvaluateInferFromCpp) {
   other.spec = dash::task::TaskSpec::from_json({{"kind", "classification"}, {"input_shape", {1, 16}}, {"num_classes", 2}});
   EXPECT_THROW(dash::api::evaluate(*model, other, dash::api::kTest), std::invalid_argument);
   EXPECT_THROW(dash::api::evaluate(*model, task, dash::api::kValid), std::invalid_argument);  // empty
+}
+
+// A timed search reports the plain backbone's step time; a retrain of that
+// architecture given less time than one such step refuses before training
+// (at once, not after the step), and only when its batch size and width are
+// those the step was timed at.
+TEST(Pipeline, ARetrainRefusesABudgetShorterThanTheSearchsTimedStep) {
+  const auto task = mean_sign_task();
+  auto arch = dash::api::search(
+      task, parse_search_options(R"({"arch_search": false, "hpo": false, "threads": 1, "batch_size": 32,
+                                     "time_budget_s": 5})"),
+      nullptr);
+  const json probe = arch.report.at("probe_step");
+  EXPECT_GT(probe.at("ms").get<double>(), 0.0);
+  EXPECT_EQ(probe.at("batch_size").get<int64_t>(), 32);
+  EXPECT_EQ(probe.at("width").get<int>(), 1);
+
+  arch.report["probe_step"]["ms"] = 60000.0;  // as if one step took a minute
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    dash::api::retrain(task, arch, parse_retrain_options(R"({"threads": 1, "batch_size": 32, "time_budget_s": 10})"),
+                       nullptr);
+    ADD_FAILURE() << "a 10 s retrain of a 60 s step was not refused";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot train anything"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("60 s"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  // Another batch size: the figure does not apply, the retrain runs.
+  const auto model = dash::api::retrain(
+      task, arch, parse_retrain_options(R"({"threads": 1, "batch_size": 16, "time_budget_s": 3})"), nullptr);
+  EXPECT_GT(model->output_size(), 0);
 }
 
 TEST(Pipeline, ArchitectureJsonKeepsHyperparameters) {

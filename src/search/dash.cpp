@@ -483,6 +483,13 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     }
   }
 
+  // The first training step of the plain backbone, timed (a timed call
+  // only): the retrain of this architecture refuses a budget shorter than it
+  // before spending any (api::retrain).
+  if (probe_s > 0) {
+    outcome.report["probe_step"] = {{"ms", 1000.0 * probe_s}, {"batch_size", o.batch_size}, {"width", o.width}};
+  }
+
   // 2. The guard and the grid. Every trial starts from the same initial
   //    weights and gets the same time, so they compare like with like, and
   //    the plain backbone's trials are the same whether or not a search ran.

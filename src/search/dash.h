@@ -32,8 +32,8 @@ inline constexpr double kDenseArchLr = 0.005;
 // (api/options.cpp reads them from default-constructed structs).
 struct CommonOptions {
   uint64_t seed = 0;
-  int depth = 16;              // WRN depth (2D)
-  int width = 1;               // backbone width
+  int depth = nn::BackboneSpec{}.depth;  // WRN depth (2D)
+  int width = nn::BackboneSpec{}.width;  // backbone width
   int64_t stem_stride = 0;     // ResNet1D's downsampling stem (nn::stem_stride_for; 0: automatic)
   int64_t batch_size = train::kBatchSize;
   // 0: as the budget allows (search: the stopping rule usually ends it sooner;

@@ -215,6 +215,17 @@ at::Tensor spread_order(int64_t n) {
 
 }  // namespace
 
+std::string budget_cannot_hold_a_step(const std::string& stage, double step_s, double budget_s,
+                                      const std::string& how) {
+  std::ostringstream msg;
+  msg.precision(3);
+  msg << stage << ": one training step " << how << " " << step_s << " s, more than the whole " << budget_s
+      << " s this stage has of the call's time budget, so the budget cannot train anything; raise "
+         "time_budget_s about "
+      << std::ceil(10 * step_s / budget_s) << "x to afford 10 steps, or lower batch_size, max_train or the input size";
+  return msg.str();
+}
+
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
                     int64_t batch_size, double max_seconds) {
   Evaluation ev;
@@ -400,14 +411,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       const double now = seconds_since(t0);
       if (s.global_step == kProbeSteps) warn_if_few_steps(now, s.global_step);
       if (opt.require_one_step && opt.time_budget_s > 0 && s.global_step == 1 && now > opt.time_budget_s) {
-        std::ostringstream msg;
-        msg.precision(3);
-        msg << opt.stage << ": one training step took " << now << " s, more than the whole " << opt.time_budget_s
-            << " s this stage has of the call's time budget, so the budget cannot train anything; raise "
-               "time_budget_s about "
-            << std::ceil(10 * now / opt.time_budget_s)
-            << "x to afford 10 steps, or lower batch_size, max_train or the input size";
-        throw std::invalid_argument(msg.str());
+        throw std::invalid_argument(budget_cannot_hold_a_step(opt.stage, now, opt.time_budget_s, "took"));
       }
       if (progress) {
         Progress p;

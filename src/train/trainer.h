@@ -103,6 +103,12 @@ struct Evaluation {
   int64_t samples = 0;  // how many were scored (all, unless max_seconds cut it short)
 };
 
+// The refusal of a stage whose budget is shorter than one training step of
+// step_s seconds; `how` says where the figure comes from ("took", "was
+// measured at").
+std::string budget_cannot_hold_a_step(const std::string& stage, double step_s, double budget_s,
+                                      const std::string& how);
+
 // Loss and metric over a split, in evaluation mode, without gradients. With
 // max_seconds > 0 the pass ends by that time: it starts with a chunk of
 // max(2, batch_size / 8) rows (always scored) and starts no chunk its
