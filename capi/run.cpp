@@ -21,7 +21,8 @@ static_assert(!kLP64 || offsetof(dash_progress, loss) == 48, "dash_progress.loss
 static_assert(!kLP64 || offsetof(dash_progress, metric) == 56, "dash_progress.metric moved");
 static_assert(!kLP64 || offsetof(dash_progress, elapsed_s) == 64, "dash_progress.elapsed_s moved");
 static_assert(!kLP64 || offsetof(dash_progress, eta_s) == 72, "dash_progress.eta_s moved");
-static_assert(!kLP64 || sizeof(dash_progress) == 80,
+static_assert(!kLP64 || offsetof(dash_progress, warning) == 80, "dash_progress.warning moved");
+static_assert(!kLP64 || sizeof(dash_progress) == 88,
               "sizeof(dash_progress) changed: a new field goes at the end, and this check with it");
 
 train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data, const Interruption& stop) {
@@ -40,6 +41,7 @@ train::ProgressFn progress_adapter(dash_progress_fn fn, void* user_data, const I
     e.metric = p.metric;
     e.elapsed_s = p.elapsed_s;
     e.eta_s = p.eta_s;
+    e.warning = p.warning.empty() ? nullptr : p.warning.c_str();
     return fn(&e, user_data) == 0;
   };
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -677,9 +678,34 @@ TEST(Training, ARetrainThatCannotTrainEnoughStepsSaysSo) {
   ro.batch_size = 16;
   ro.time_budget_s = 0.2;  // well under 300 steps on any CPU
   const dash::train::Hyperparams hp{0.05, 0.9, 5e-4, 0.0};
-  auto r = dash::search::run_retrain(spec, data, Architecture::plain("resnet1d-1", 9), hp, ro, nullptr);
+  std::vector<dash::train::Progress> events;
+  const dash::train::ProgressFn log = [&](const dash::train::Progress& p) {
+    events.push_back(p);
+    return true;
+  };
+  auto r = dash::search::run_retrain(spec, data, Architecture::plain("resnet1d-1", 9), hp, ro, log);
   ASSERT_TRUE(r.report["retrain"]["warning"].is_string());
-  EXPECT_NE(r.report["retrain"]["warning"].get<std::string>().find("fewer than the 300"), std::string::npos);
+  const std::string said = r.report["retrain"]["warning"].get<std::string>();
+  EXPECT_NE(said.find("fewer than the 300"), std::string::npos);
+  // Through progress: at most once (none if the stage stopped before its
+  // first few steps), from a training step, saying what the report says.
+  const auto warned = [&] {
+    return std::count_if(events.begin(), events.end(), [](const auto& p) { return !p.warning.empty(); });
+  };
+  ASSERT_LE(warned(), 1);
+  for (const auto& p : events) {
+    if (!p.warning.empty()) EXPECT_TRUE(p.step >= 1 && p.warning == said) << p.step << " " << p.warning;
+  }
+
+  // Given a measured step time, the warning is the first event, before any step.
+  events.clear();
+  ro.expected_step_s = 0.01;  // 20 steps in 0.2 s
+  r = dash::search::run_retrain(spec, data, Architecture::plain("resnet1d-1", 9), hp, ro, log);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].step, 0);
+  EXPECT_NE(events[0].warning.find("afford about 20 steps of 10 ms"), std::string::npos) << events[0].warning;
+  EXPECT_EQ(warned(), 1);
+  EXPECT_EQ(r.report["retrain"]["warning"].get<std::string>().rfind(events[0].warning, 0), 0u);
 }
 
 TEST(Training, ASearchedWideFieldBeatsThePlainBackbone) {

@@ -16,17 +16,22 @@ import (
 
 // Progress is one progress event of Search or Retrain. The library sends one
 // after every training step and one at the end of every epoch (with
-// Step == Steps and Metric from that epoch's validation).
+// Step == Steps and Metric from that epoch's validation); a stage that knows
+// before its first step that its budget is too short to learn sends one with
+// Step 0, a Warning and a NaN Loss first.
 type Progress struct {
 	Stage          string  // "search", "hpo" or "retrain"
 	Epoch          int64   // 1-based, within the stage
 	Epochs         int64   // planned epochs of the stage
-	Step           int64   // 1-based, within the epoch
+	Step           int64   // 1-based, within the epoch; 0: before the stage's first step, with a Warning
 	Steps          int64   // steps per epoch
 	Loss           float64 // running mean training loss of the epoch
 	Metric         float64 // latest validation metric; NaN before the first
 	ElapsedSeconds float64 // since the stage started
 	ETASeconds     float64 // estimated time left in the stage
+	// A warning about the stage (e.g. its budget affords too few steps to
+	// learn), on the first event after it arose; "" otherwise.
+	Warning string
 }
 
 // CallbackPanic is the value Search and Retrain panic with when their
@@ -133,6 +138,9 @@ func progressFromC(e *C.dash_progress) Progress {
 	}
 	if has(unsafe.Offsetof(e.eta_s), unsafe.Sizeof(e.eta_s)) {
 		p.ETASeconds = float64(e.eta_s)
+	}
+	if has(unsafe.Offsetof(e.warning), unsafe.Sizeof(e.warning)) && e.warning != nil {
+		p.Warning = C.GoString(e.warning)
 	}
 	return p
 }

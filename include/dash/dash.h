@@ -139,12 +139,18 @@ typedef struct dash_progress {
   const char *stage;   /* "search", "hpo", "retrain" */
   int64_t epoch;       /* 1-based, within the stage */
   int64_t epochs;      /* planned epochs of the stage */
-  int64_t step;        /* 1-based, within the epoch */
+  int64_t step;        /* 1-based, within the epoch; 0: before the stage's
+                          first step, an event that only carries a warning */
   int64_t steps;       /* steps per epoch */
   double loss;         /* running mean training loss of the epoch */
   double metric;       /* latest validation metric; NaN before the first */
   double elapsed_s;    /* seconds since the stage started */
   double eta_s;        /* estimated seconds left in the stage */
+  /* Appended within ABI 2 (check size before reading): a warning about
+   * the stage, e.g. that its budget affords too few steps to learn much, on
+   * the first event after it arose (the same text ends up in the report);
+   * NULL on every other event. Valid during the callback only. */
+  const char *warning;
 } dash_progress;
 
 /* Called after every training step, and once more when an epoch ends, after

@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,12 @@
     }                                                                                 \
   } while (0)
 
-/* One line per finished epoch. */
+/* One line per finished epoch, and the stage's warning when it comes. */
 static int on_progress(const dash_progress *e, void *user_data) {
   (void)user_data;
+  if (e->size >= offsetof(dash_progress, warning) + sizeof e->warning && e->warning != NULL) {
+    printf("warning: %s\n", e->warning);
+  }
   if (e->step == e->steps) {
     printf("[%s] epoch %lld/%lld loss %.4f valid %.4f elapsed %.0fs\n", e->stage,
            (long long)e->epoch, (long long)e->epochs, e->loss, e->metric, e->elapsed_s);

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -68,10 +69,18 @@ json read_json_file(const std::string& path) {
   }
 }
 
-// One line per epoch, and one every 10 s within long epochs.
+// The last warning a progress event carried (printed as it came).
+std::string g_warned;
+
+// One line per epoch, and one every 10 s within long epochs; warnings as they come.
 int print_progress(const dash_progress* e, void*) {
   static Clock::time_point last;
   const auto now = Clock::now();
+  if (e->size >= offsetof(dash_progress, warning) + sizeof e->warning && e->warning != nullptr) {
+    g_warned = e->warning;
+    std::fprintf(stderr, "warning: %s\n", e->warning);
+  }
+  if (e->step == 0) return g_interrupted ? 1 : 0;
   if (e->step == e->steps || now - last >= std::chrono::seconds(10)) {
     last = now;
     std::fprintf(stderr, "[%s] epoch %lld/%lld step %lld/%lld loss %.4f valid %.4f elapsed %.0fs eta %.0fs\n",
@@ -246,7 +255,10 @@ int run(const Args& a) {
   check(dash_model_info(model, &info), "dash_model_info");
   result["training"] = json::parse(take_string(info))["report"];
   const json& retrained = result["training"];
-  if (retrained.contains("retrain") && retrained["retrain"].value("warning", json()).is_string()) {
+  // The report's warning, unless the progress events said it already (it can
+  // also hold what came later: a test pass the budget cut short).
+  if (retrained.contains("retrain") && retrained["retrain"].value("warning", json()).is_string() &&
+      retrained["retrain"]["warning"].get<std::string>() != g_warned) {
     std::fprintf(stderr, "warning: %s\n", retrained["retrain"]["warning"].get<std::string>().c_str());
   }
   if (retrained.contains("pos_weight")) {

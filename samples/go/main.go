@@ -165,6 +165,12 @@ type epochPrinter struct {
 }
 
 func (p *epochPrinter) event(e dashnas.Progress) bool {
+	if e.Warning != "" {
+		fmt.Println("  warning:", e.Warning)
+	}
+	if e.Step == 0 {
+		return true
+	}
 	if p.pending && (e.Stage != p.last.Stage || e.Epoch != p.last.Epoch || e.Step < p.last.Step) {
 		p.flush()
 	}

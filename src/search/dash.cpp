@@ -625,6 +625,7 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
   ro.time_budget_s = options.time_budget_s;
   ro.tail_eval_samples = data.test.size();  // the one test evaluation belongs to this call
   ro.warn_below_steps = 300;
+  ro.expected_step_s = options.expected_step_s;
   ro.require_one_step = true;
   ro.batch_size = options.batch_size;
   ro.batch_fraction = options.batch_fraction;

@@ -110,7 +110,12 @@ struct SearchOutcome {
   double hpo_seconds = 0;
 };
 
-struct RetrainOptions : CommonOptions {};
+struct RetrainOptions : CommonOptions {
+  // Not an option: a training step's time measured before the call (0:
+  // none; api::retrain takes the search's timed step of the plain backbone),
+  // so that a budget too short to learn in is said before training starts.
+  double expected_step_s = 0;
+};
 
 struct RetrainOutcome {
   nn::Backbone model{nullptr};

@@ -17,6 +17,10 @@ struct Progress {
   double metric = 0;     // latest validation metric (NaN before the first)
   double elapsed_s = 0;  // seconds since the stage started
   double eta_s = 0;      // estimated seconds left in the stage
+  // The stage's warning (e.g. its budget affords too few steps to learn), on
+  // the first event after it arose; "" otherwise. An event with step 0 comes
+  // before the stage's first step and only carries a warning.
+  std::string warning;
 };
 
 // Returns false to cancel: the job stops at the next step boundary and

@@ -362,6 +362,31 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
                      "(max_train), or a narrower network (width)";
   };
 
+  // Every event carries the warning once, on the first after it arose.
+  bool warning_sent = false;
+  auto send = [&](Progress& p) {
+    if (!warning_sent && !result.warning.empty()) {
+      p.warning = result.warning;
+      warning_sent = true;
+    }
+    if (!progress(p)) throw Cancelled();
+  };
+  if (opt.expected_step_s > 0) {
+    warn_if_few_steps(opt.expected_step_s, 1);
+    if (progress && !result.warning.empty()) {
+      Progress p;
+      p.stage = opt.stage;
+      p.epoch = s.epochs_done + 1;
+      p.epochs = planned_epochs(opt.expected_step_s * static_cast<double>(std::max<int64_t>(1, s.global_step)),
+                                p.epoch);
+      p.steps = steps;
+      p.loss = p.metric = std::nan("");
+      p.elapsed_s = s.elapsed;
+      p.eta_s = std::max(0.0, opt.time_budget_s - s.elapsed);
+      send(p);
+    }
+  }
+
   for (int64_t epoch = s.epochs_done + 1;
        epoch <= max_epochs && !result.budget_hit && !result.stopped_early; ++epoch) {
     const auto epoch_start = Clock::now();
@@ -427,7 +452,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
         p.eta_s = total_steps > 0 ? per_step * static_cast<double>(total_steps - s.global_step)
                                   : std::numeric_limits<double>::infinity();
         if (opt.time_budget_s > 0) p.eta_s = std::min(p.eta_s, std::max(0.0, opt.time_budget_s - now));
-        if (!progress(p)) throw Cancelled();
+        send(p);
       }
       if (result.stopped_early) break;
       // Stop where the evaluations still to come (this epoch's validation and
@@ -488,7 +513,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       p.elapsed_s = s.elapsed;
       p.eta_s = s.elapsed / static_cast<double>(epoch) * static_cast<double>(p.epochs - epoch);
       if (opt.time_budget_s > 0) p.eta_s = std::min(p.eta_s, std::max(0.0, opt.time_budget_s - s.elapsed));
-      if (!progress(p)) throw Cancelled();
+      send(p);
     }
   }
   if (opt.keep_best && !s.best.empty()) restore(model, s.best);

@@ -67,6 +67,10 @@ struct StageOptions {
   // With a time budget: warn (StageResult::warning) when the first steps
   // project fewer than this many steps in the budget (0: never).
   int64_t warn_below_steps = 0;
+  // A step time measured before the stage (0: none). With it the warning
+  // above is decided, and sent as a progress event of step 0, before the
+  // first step instead of after the first few.
+  double expected_step_s = 0;
   // With a time budget: throw std::invalid_argument when the first step
   // alone ends past it (the budget cannot hold one step), instead of
   // returning an untrained network late.

@@ -326,6 +326,56 @@ TEST(CApi, ProgressReportsEveryStageAndCancels) {
   dash_task_free(task);
 }
 
+// Records which events carried a warning.
+struct WarningLog {
+  int64_t events = 0;
+  int64_t warnings = 0;
+  int64_t first_at = -1;  // index of the first event with a warning
+  int64_t step = -1;      // its step
+  std::string text;
+};
+
+int record_warning(const dash_progress* e, void* user) {
+  auto* w = static_cast<WarningLog*>(user);
+  if (e->warning != nullptr) {
+    if (w->warnings++ == 0) {
+      w->first_at = w->events;
+      w->step = e->step;
+      w->text = e->warning;
+    }
+  }
+  ++w->events;
+  return 0;
+}
+
+// A retrain whose budget affords too few steps says so through the callback,
+// once, before its first step when the search timed the backbone's step; the
+// report says the same.
+TEST(CApi, ARetrainTooShortToLearnWarnsThroughProgressBeforeItsFirstStep) {
+  dash_task* task = make_task();
+  dash_arch* arch = nullptr;
+  ASSERT_OK(dash_search(task, R"({"arch_search": false, "hpo": false, "threads": 1, "batch_size": 16,
+                                  "time_budget_s": 3})",
+                        nullptr, nullptr, &arch));
+  WarningLog w;
+  dash_model* model = nullptr;
+  // 0.5 s: fewer than 300 steps for any step over 1.7 ms.
+  ASSERT_OK(dash_retrain(task, arch, R"({"threads": 1, "batch_size": 16, "time_budget_s": 0.5})",
+                         record_warning, &w, &model));
+  EXPECT_EQ(w.warnings, 1);
+  EXPECT_EQ(w.first_at, 0);
+  EXPECT_EQ(w.step, 0);
+  EXPECT_NE(w.text.find("fewer than the 300"), std::string::npos) << w.text;
+  char* info = nullptr;
+  ASSERT_OK(dash_model_info(model, &info));
+  const std::string report = info;  // (the warning has nothing JSON escapes)
+  dash_string_free(info);
+  EXPECT_NE(report.find("\"warning\":\"" + w.text), std::string::npos) << report;
+  dash_model_free(model);
+  dash_arch_free(arch);
+  dash_task_free(task);
+}
+
 // Stops at the nth event (from 0) of one stage.
 struct CancelAt {
   std::string stage;

@@ -57,6 +57,7 @@ pub struct dash_progress {
     pub metric: f64,
     pub elapsed_s: f64,
     pub eta_s: f64,
+    pub warning: *const c_char,
 }
 
 pub type dash_progress_fn =

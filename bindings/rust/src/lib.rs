@@ -287,7 +287,8 @@ pub struct Progress {
     pub epoch: i64,
     /// Planned epochs of the stage.
     pub epochs: i64,
-    /// 1-based, within the epoch.
+    /// 1-based, within the epoch; 0 for an event before the stage's first
+    /// step, which only carries a warning.
     pub step: i64,
     /// Steps per epoch.
     pub steps: i64,
@@ -299,6 +300,9 @@ pub struct Progress {
     pub elapsed_s: f64,
     /// Estimated seconds left in the stage.
     pub eta_s: f64,
+    /// A warning about the stage (e.g. its budget affords too few steps to
+    /// learn), on the first event after it arose; "" otherwise.
+    pub warning: String,
 }
 
 impl Progress {
@@ -316,6 +320,7 @@ impl Progress {
             metric: f64::NAN,
             elapsed_s: f64::NAN,
             eta_s: f64::NAN,
+            warning: ptr::null(),
         };
         // Offsets of each field's end, from a local value (always in bounds).
         let base = ptr::addr_of!(raw) as usize;
@@ -330,6 +335,7 @@ impl Progress {
             ptr::addr_of!(raw.metric) as usize - base + 8,
             ptr::addr_of!(raw.elapsed_s) as usize - base + 8,
             ptr::addr_of!(raw.eta_s) as usize - base + 8,
+            ptr::addr_of!(raw.warning) as usize - base + std::mem::size_of::<*const c_char>(),
         ];
         let n = ends
             .iter()
@@ -338,11 +344,14 @@ impl Progress {
             .max()
             .unwrap_or(0);
         ptr::copy_nonoverlapping(event as *const u8, ptr::addr_of_mut!(raw) as *mut u8, n);
-        let stage = if raw.stage.is_null() {
-            String::new()
-        } else {
-            CStr::from_ptr(raw.stage).to_string_lossy().into_owned()
+        let text = |s: *const c_char| {
+            if s.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(s).to_string_lossy().into_owned()
+            }
         };
+        let stage = text(raw.stage);
         Progress {
             stage,
             epoch: raw.epoch,
@@ -353,6 +362,7 @@ impl Progress {
             metric: raw.metric,
             elapsed_s: raw.elapsed_s,
             eta_s: raw.eta_s,
+            warning: text(raw.warning),
         }
     }
 }
@@ -935,6 +945,7 @@ mod tests {
             metric: 0.25,
             elapsed_s: 1.0,
             eta_s: 2.0,
+            warning: b"few steps\0".as_ptr() as *const c_char,
         }
     }
 
@@ -943,14 +954,14 @@ mod tests {
         let full = short_event(std::mem::size_of::<ffi::dash_progress>());
         let p = unsafe { Progress::from_raw(&full) };
         assert_eq!(
-            (p.stage.as_str(), p.epoch, p.steps, p.eta_s),
-            ("search", 2, 5, 2.0)
+            (p.stage.as_str(), p.epoch, p.steps, p.eta_s, p.warning.as_str()),
+            ("search", 2, 5, 2.0, "few steps")
         );
         // An older library whose struct ends after `steps`.
         let old = short_event(std::mem::size_of::<usize>() + std::mem::size_of::<usize>() + 32);
         let p = unsafe { Progress::from_raw(&old) };
         assert_eq!((p.stage.as_str(), p.steps), ("search", 5));
-        assert!(p.loss.is_nan() && p.eta_s.is_nan());
+        assert!(p.loss.is_nan() && p.eta_s.is_nan() && p.warning.is_empty());
         // A size that cuts through `stage` leaves it out.
         let cut = short_event(std::mem::size_of::<usize>() + 3);
         let p = unsafe { Progress::from_raw(&cut) };

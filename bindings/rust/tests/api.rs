@@ -99,9 +99,10 @@ fn progress_struct_layout_matches_c_compiler() {
         &src,
         "#include <stddef.h>\n#include <stdio.h>\n#include <dash/dash.h>\n\
          #define O(f) (unsigned long)offsetof(dash_progress, f)\n\
-         int main(void) { printf(\"%lu %lu %lu %lu %lu %lu %lu %lu %lu %lu %lu %lu\", \
+         int main(void) { printf(\"%lu %lu %lu %lu %lu %lu %lu %lu %lu %lu %lu %lu %lu\", \
          (unsigned long)sizeof(dash_progress), O(size), O(stage), O(epoch), O(epochs), O(step), \
-         O(steps), O(loss), O(metric), O(elapsed_s), O(eta_s), (unsigned long)sizeof(dash_status)); \
+         O(steps), O(loss), O(metric), O(elapsed_s), O(eta_s), O(warning), \
+         (unsigned long)sizeof(dash_status)); \
          return 0; }\n",
     )
     .unwrap();
@@ -142,6 +143,7 @@ fn progress_struct_layout_matches_c_compiler() {
             o(std::ptr::addr_of!((*q).metric) as usize),
             o(std::ptr::addr_of!((*q).elapsed_s) as usize),
             o(std::ptr::addr_of!((*q).eta_s) as usize),
+            o(std::ptr::addr_of!((*q).warning) as usize),
             std::mem::size_of::<dashnas::ffi::dash_status>(),
         ]
     };
@@ -365,7 +367,10 @@ fn search_retrain_infer_save_load_and_threads() {
     for p in &events {
         assert!(p.stage == "search" || p.stage == "hpo", "{:?}", p);
         assert!(
-            p.epoch >= 1 && p.epoch <= p.epochs && p.step >= 1 && p.step <= p.steps,
+            p.epoch >= 1
+                && p.epoch <= p.epochs
+                && (p.step >= 1 || !p.warning.is_empty())
+                && p.step <= p.steps,
             "{:?}",
             p
         );

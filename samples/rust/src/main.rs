@@ -128,6 +128,12 @@ struct EpochPrinter {
 
 impl EpochPrinter {
     fn on(&mut self, p: &Progress) -> bool {
+        if !p.warning.is_empty() {
+            println!("  warning: {}", p.warning);
+        }
+        if p.step == 0 {
+            return true;
+        }
         let same_epoch = |q: &Progress| q.stage == p.stage && q.epoch == p.epoch;
         if !self.pending.as_ref().map_or(true, same_epoch) {
             self.flush();
