@@ -213,8 +213,8 @@ at::Tensor spread_order(int64_t n) {
   return torch::tensor(order, torch::kLong);
 }
 
-}  // namespace
-
+// The refusal of a stage whose budget is shorter than one training step of
+// step_s seconds; `how` says where the figure comes from.
 std::string budget_cannot_hold_a_step(const std::string& stage, double step_s, double budget_s,
                                       const std::string& how) {
   std::ostringstream msg;
@@ -225,6 +225,8 @@ std::string budget_cannot_hold_a_step(const std::string& stage, double step_s, d
       << std::ceil(10 * step_s / budget_s) << "x to afford 10 steps, or lower batch_size, max_train or the input size";
   return msg.str();
 }
+
+}  // namespace
 
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
                     int64_t batch_size, double max_seconds) {
@@ -372,6 +374,10 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
     if (!progress(p)) throw Cancelled();
   };
   if (opt.expected_step_s > 0) {
+    if (opt.require_one_step && opt.time_budget_s > 0 && opt.expected_step_s > opt.time_budget_s) {
+      throw std::invalid_argument(budget_cannot_hold_a_step(opt.stage, opt.expected_step_s, opt.time_budget_s,
+                                                            "was measured before the stage at"));
+    }
     warn_if_few_steps(opt.expected_step_s, 1);
     if (progress && !result.warning.empty()) {
       Progress p;

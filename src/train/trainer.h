@@ -68,12 +68,12 @@ struct StageOptions {
   // project fewer than this many steps in the budget (0: never).
   int64_t warn_below_steps = 0;
   // A step time measured before the stage (0: none). With it the warning
-  // above is decided, and sent as a progress event of step 0, before the
-  // first step instead of after the first few.
+  // above is decided, and sent as a progress event of step 0, and the
+  // refusal below made, before the first step instead of after it.
   double expected_step_s = 0;
   // With a time budget: throw std::invalid_argument when the first step
-  // alone ends past it (the budget cannot hold one step), instead of
-  // returning an untrained network late.
+  // alone ends past it, or expected_step_s exceeds it (the budget cannot
+  // hold one step), instead of returning an untrained network late.
   bool require_one_step = false;
   bool keep_best = true;        // end with the best-validated weights
   std::string checkpoint;       // "" for none
@@ -106,12 +106,6 @@ struct Evaluation {
   double metric = std::numeric_limits<double>::quiet_NaN();
   int64_t samples = 0;  // how many were scored (all, unless max_seconds cut it short)
 };
-
-// The refusal of a stage whose budget is shorter than one training step of
-// step_s seconds; `how` says where the figure comes from ("took", "was
-// measured at").
-std::string budget_cannot_hold_a_step(const std::string& stage, double step_s, double budget_s,
-                                      const std::string& how);
 
 // Loss and metric over a split, in evaluation mode, without gradients. With
 // max_seconds > 0 the pass ends by that time: it starts with a chunk of
