@@ -694,7 +694,8 @@ TEST(Training, ARetrainThatCannotTrainEnoughStepsSaysSo) {
   };
   ASSERT_LE(warned(), 1);
   for (const auto& p : events) {
-    if (!p.warning.empty()) EXPECT_TRUE(p.step >= 1 && p.warning == said) << p.step << " " << p.warning;
+    // (the report's text may go on: a test pass the budget cut short)
+    if (!p.warning.empty()) EXPECT_TRUE(p.step >= 1 && said.rfind(p.warning, 0) == 0) << p.step << " " << p.warning;
   }
 
   // Given a measured step time, the warning is the first event, before any step.
