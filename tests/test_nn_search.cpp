@@ -353,6 +353,8 @@ TEST(Training, SearchMovesTheArchitectureLogits) {
   so.warmup_steps = 2;
   so.cost_model = dash::search::CostModelKind::kMacs;
   auto out = dash::search::run_search(spec, data, so, nullptr);
+  EXPECT_EQ(out.report["search"]["batch_size"].get<int64_t>(), 32);  // no budget: the batch asked for
+  EXPECT_FALSE(out.report["search"].contains("batch_size_reason"));
   // 9 layers, 4 candidates each; the logits start within ~1e-3 of uniform.
   double spread = 0;
   for (const auto& layer : out.report["search"]["probabilities"]) {
@@ -360,6 +362,20 @@ TEST(Training, SearchMovesTheArchitectureLogits) {
     spread = std::max(spread, *std::max_element(p.begin(), p.end()) - *std::min_element(p.begin(), p.end()));
   }
   EXPECT_GT(spread, 0.01);
+}
+
+TEST(Search, ABudgetTooShortForTheBatchHalvesIt) {
+  using dash::search::search_batch_for;
+  // 1 s per step at batch 64, 40 steps wanted.
+  EXPECT_EQ(search_batch_for(100, 1.0, 64, 40), 64);  // 40 s fit
+  EXPECT_EQ(search_batch_for(30, 1.0, 64, 40), 32);   // 40 s do not, 20 s do
+  EXPECT_EQ(search_batch_for(6, 1.0, 64, 40), 8);     // down to the smallest batch
+  EXPECT_EQ(search_batch_for(4, 1.0, 64, 40), 0);     // not even that: no search
+  EXPECT_EQ(search_batch_for(18, 1.0, 48, 40), 12);   // 48, 24, 12; never 6
+  EXPECT_EQ(search_batch_for(9, 1.0, 48, 40), 0);
+  // A user's batch below the smallest is kept where it fits, never halved.
+  EXPECT_EQ(search_batch_for(5, 0.1, 4, 40), 4);
+  EXPECT_EQ(search_batch_for(3, 0.1, 4, 40), 0);
 }
 
 TEST(Training, WarmupKeepsTheLogitsAndTheStoppingRuleEndsTheSearch) {

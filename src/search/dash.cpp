@@ -31,6 +31,15 @@ ops::CandidateSpace default_space(int dims) {
   return {{3, 5, 7, 9}, {1, 3, 7, 15}};
 }
 
+int64_t search_batch_for(double budget_s, double step_s, int64_t batch, int64_t steps) {
+  const double per_sample = step_s / static_cast<double>(batch);
+  for (int64_t b = batch; b >= 1; b /= 2) {
+    if (b < kMinSearchBatch && b != batch) break;
+    if (static_cast<double>(steps * b) * per_sample <= budget_s) return b;
+  }
+  return 0;
+}
+
 std::vector<train::Hyperparams> small_grid() {
   std::vector<train::Hyperparams> grid;
   for (double lr : {0.1, 0.03, 0.01}) grid.push_back({lr, 0.9, 5e-4, 0.0});
@@ -455,23 +464,48 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     const double search_budget =
         o.time_budget_s > 0 ? std::max(1.0, o.time_budget_s * (1 - o.hpo_share) - seconds_since(t_call)) : 0;
     // A supernet step costs about 3 backbone steps (bench_search: 2.7x on
-    // Fashion-MNIST, 1.1-1.4x in 1D); a share that cannot hold the warm-up
-    // and the patience of one decision cannot decide anything, so it is not
-    // spent: the plain layers are kept and the time goes to the grid and
-    // the retrain.
-    const double search_step_s = 3.0 * probe_s;
+    // Fashion-MNIST, 1.1-1.4x in 1D; the warm step where it was timed, the
+    // first, slower one where it was not). A decision needs the warm-up and
+    // the patience of one layer, and as many steps again for the logits to
+    // part: a share that holds fewer at batch_size searches with a smaller
+    // batch (a supernet step's noise matters less than having none); one
+    // that cannot hold even the warm-up and the patience at the smallest
+    // batch is not spent: the plain layers are kept and the time goes to
+    // the grid and the retrain.
+    const double backbone_step_s =
+        (cost.kind == CostModelKind::kMeasured ? cost.backbone_step_ms : cost.probe_step_ms) / 1000.0;
+    const double search_step_s = 3.0 * backbone_step_s;
     const int64_t needed = o.warmup_steps + o.patience;
+    const int64_t wanted = 2 * needed;
+    int64_t batch = o.batch_size;
+    if (o.time_budget_s > 0) {
+      batch = search_batch_for(search_budget, search_step_s, o.batch_size, wanted);
+      if (batch == 0) batch = search_batch_for(search_budget, search_step_s, o.batch_size, needed);
+    }
     const auto t0 = Clock::now();
     std::vector<int64_t> choice;
-    if (o.time_budget_s > 0 && search_budget < static_cast<double>(needed) * search_step_s) {
+    if (batch == 0) {
+      const int64_t smallest = std::min(o.batch_size, kMinSearchBatch);
+      const double step_s = search_step_s * static_cast<double>(smallest) / static_cast<double>(o.batch_size);
       for (size_t i = 0; i < cost.layers.size(); ++i) choice.push_back(cost.plain_index(i));
       outcome.report["search"] = {
           {"skipped", "its " + std::to_string(search_budget) + " s hold about " +
-                          std::to_string(static_cast<int64_t>(search_budget / search_step_s)) +
-                          " search steps of ~" + std::to_string(search_step_s) + " s, fewer than warmup_steps + "
-                          "patience (" + std::to_string(needed) + "); the plain backbone is kept"}};
+                          std::to_string(static_cast<int64_t>(search_budget / step_s)) + " search steps of ~" +
+                          std::to_string(step_s) + " s at batch " + std::to_string(smallest) +
+                          ", fewer than warmup_steps + patience (" + std::to_string(needed) +
+                          "); the plain backbone is kept"}};
     } else {
-      choice = supernet_search(spec, data, o, space, super_spec, cost, search_budget, progress, &outcome.report);
+      SearchOptions so = o;
+      so.batch_size = batch;
+      choice = supernet_search(spec, data, so, space, super_spec, cost, search_budget, progress, &outcome.report);
+      outcome.report["search"]["batch_size"] = batch;
+      if (batch != o.batch_size) {
+        outcome.report["search"]["batch_size_reason"] =
+            "at batch_size " + std::to_string(o.batch_size) + " its " + std::to_string(search_budget) +
+            " s hold about " + std::to_string(static_cast<int64_t>(search_budget / search_step_s)) +
+            " supernet steps of ~" + std::to_string(search_step_s) + " s, fewer than the " +
+            std::to_string(wanted) + " a decision wants (2 x (warmup_steps + patience))";
+      }
     }
     outcome.search_seconds = seconds_since(t0) + cost.seconds;
     outcome.architecture = architecture_of(space, plain.backbone, choice);

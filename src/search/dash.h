@@ -125,6 +125,13 @@ struct RetrainOutcome {
   double seconds = 0;
 };
 
+// The supernet's batch under a time budget. A step's time is taken as
+// proportional to its batch (step_s at `batch`): the largest of batch,
+// batch/2, batch/4, ... (none below kMinSearchBatch, unless batch itself is)
+// whose steps fit `steps` of them in budget_s; 0 where none does.
+inline constexpr int64_t kMinSearchBatch = 8;
+int64_t search_batch_for(double budget_s, double step_s, int64_t batch, int64_t steps);
+
 // DASH's default candidates: 2D K={3,5,7,9} x D={1,3,7,15};
 // 1D K={3,7,11,15,19} x D={1,3,7,15}.
 ops::CandidateSpace default_space(int dims);
