@@ -364,6 +364,29 @@ TEST(Training, SearchMovesTheArchitectureLogits) {
   EXPECT_GT(spread, 0.01);
 }
 
+// The guard's two trials train at the grid's first point, so whichever
+// network it keeps, that point is the hyperparameters returned unless a later
+// point beat it (a one-point grid: none can). Its lr differs from the task's
+// default, which was returned before.
+TEST(Search, TheGuardReturnsTheHyperparametersItsTrialsUsed) {
+  const auto spec = binary_1d_spec();
+  const auto data = far_apart_task(128, 5);
+  dash::search::SearchOptions so;
+  so.space = {{3, 7}, {1, 4}};
+  so.epochs = 2;
+  so.batch_size = 32;
+  so.warmup_steps = 2;
+  so.cost_model = dash::search::CostModelKind::kMacs;
+  so.hpo = true;
+  so.guard = true;
+  so.grid = {{0.05, 0.9, 5e-4, 0.0}};
+  ASSERT_NE(so.grid[0].lr, dash::train::Hyperparams{}.lr);
+  auto out = dash::search::run_search(spec, data, so, nullptr);
+  ASSERT_TRUE(out.report["guard"].contains("advantage")) << out.report["guard"].dump();
+  EXPECT_EQ(out.hp.lr, 0.05);
+  EXPECT_EQ(out.report["hyperparameters"]["lr"].get<double>(), 0.05);
+}
+
 TEST(Search, ABudgetTooShortForTheBatchHalvesIt) {
   using dash::search::search_batch_for;
   // 1 s per step at batch 64, 40 steps wanted.

@@ -587,6 +587,9 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
                        : "after the same training time the searched network was not better than the "
                          "plain backbone by more than one standard error over the folds of valid"}};
       if (!keep) outcome.architecture = plain;
+      // Both trials trained at the grid's first point: the choice is made
+      // with it, and the grid's later points must beat it to replace it.
+      outcome.hp = grid[0];
       best = keep ? searched : backbone;
       best_index = 0;
       run = 1;
