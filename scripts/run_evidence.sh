@@ -8,7 +8,8 @@
 #
 #   scripts/run_evidence.sh [task ...]   tasks: fashion_mnist darcy spoken_digits spoken_digits_raw
 # Environment: BUDGET (seconds per run, default 600), SEEDS (default "0 1 2"), DASHNAS (a runner to use as is),
-# DATA (where generated data sets go, default data/), RESULTS (default bench/results).
+# DATA (where generated data sets go, default data/), RESULTS (default bench/results),
+# SET (options for both methods, e.g. SET="guard_stderrs=0 hpo_share=0.5": an experiment; give it its own RESULTS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +58,7 @@ for task in "${tasks[@]}"; do
              --test-x "$data/$task/test_x.npy" --test-y "$data/$task/test_y.npy") ;;
     *) echo "unknown task '$task' (fashion_mnist, darcy, spoken_digits, spoken_digits_raw)" >&2; exit 2 ;;
   esac
+  for kv in ${SET:-}; do extra+=(--set "$kv"); done
   for seed in ${SEEDS:-0 1 2}; do
     echo "== $task, seed $seed: backbone and DASH side by side, 1 thread each, budget ${budget}s"
     outs=()

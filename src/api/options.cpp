@@ -222,6 +222,10 @@ const std::vector<OptionDef>& table() {
       search_only("guard", "bool", [](auto& c) -> auto& { return c.search.guard; }, {}, {},
                   "keep the searched network only if it validates better than the plain backbone "
                   "after the same training time"),
+      search_only("guard_stderrs", "number", [](auto& c) -> auto& { return c.search.guard_stderrs; }, {},
+                  at_least(0),
+                  "the guard keeps the searched network when its mean lead over the folds of valid "
+                  "exceeds this many standard errors"),
       search_only("temperature", "number", [](auto& c) -> auto& { return c.search.arch.temperature; }, {},
                   above(0), "Gumbel-softmax temperature"),
       search_only("hpo", "bool", [](auto& c) -> auto& { return c.search.hpo; }, {}, {},

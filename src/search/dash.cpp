@@ -357,8 +357,9 @@ struct PairedTest {
 
 // With max_seconds > 0 the folds are scored until that time is spent (two
 // at least).
+// The first wins when its mean advantage exceeds `stderrs` standard errors.
 PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& first,
-                       nn::Backbone& second, int64_t batch_size, double max_seconds) {
+                       nn::Backbone& second, int64_t batch_size, double max_seconds, double stderrs = 1.0) {
   const auto t0 = Clock::now();
   PairedTest g;
   first->eval();
@@ -384,7 +385,7 @@ PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn:
   var /= static_cast<double>(diff.size() - 1);
   g.advantage = mean;
   g.stderr_ = std::sqrt(var / static_cast<double>(diff.size()));
-  g.first_wins = mean > g.stderr_;
+  g.first_wins = mean > stderrs * g.stderr_;
   return g;
 }
 
@@ -574,7 +575,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
       trials.push_back(searched.json);
       trials.push_back(backbone.json);
       const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
-      const PairedTest test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size, test_left);
+      const PairedTest test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size, test_left,
+                                          o.guard_stderrs);
       const bool keep = test.first_wins;
       outcome.report["guard"] = {
           {"chosen", keep ? "searched" : "backbone"},
@@ -582,10 +584,11 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
           {"backbone_valid", number_or_null(backbone.valid)},
           {"advantage", test.advantage},
           {"advantage_stderr", test.stderr_},
+          {"guard_stderrs", o.guard_stderrs},
           {"why", keep ? "after the same training time the searched network validated better by more "
-                         "than one standard error over the folds of valid"
+                         "than guard_stderrs standard errors over the folds of valid"
                        : "after the same training time the searched network was not better than the "
-                         "plain backbone by more than one standard error over the folds of valid"}};
+                         "plain backbone by more than guard_stderrs standard errors over the folds of valid"}};
       if (!keep) outcome.architecture = plain;
       // Both trials trained at the grid's first point: the choice is made
       // with it, and the grid's later points must beat it to replace it.

@@ -89,8 +89,11 @@ struct SearchOptions : CommonOptions {
   double prune_below = 0.02;
 
   // The guard: the searched network is trained as long as the plain backbone
-  // in the grid's first trial; it is kept only if it validates better.
+  // in the grid's first trial; it is kept only if it validates better, by
+  // more than guard_stderrs standard errors of the paired differences over
+  // the folds of valid.
   bool guard = true;
+  double guard_stderrs = 1.0;
   // Hyperparameter grid on the discrete network: "small" (small_grid()) or
   // "dash" (dash_grid()); `grid`, when not empty, replaces it.
   bool hpo = true;
