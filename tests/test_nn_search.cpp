@@ -387,6 +387,60 @@ TEST(Search, TheGuardReturnsTheHyperparametersItsTrialsUsed) {
   EXPECT_EQ(out.report["hyperparameters"]["lr"].get<double>(), 0.05);
 }
 
+// The report's record: probabilities over search time (at most 64 evenly
+// spaced snapshots, ending at the search's last step), the learning rate of
+// every epoch (the cosine schedule's value at the epoch's last step), and
+// what each network costs to infer.
+TEST(Search, TheReportTracesProbabilitiesAndLearningRates) {
+  const auto spec = binary_1d_spec();
+  const auto data = far_apart_task(256, 9);  // 8 steps per epoch
+  dash::search::SearchOptions so;
+  so.space = {{3, 7}, {1, 4}};
+  so.epochs = 10;  // 80 steps: more than 64, so the trace is thinned once
+  so.batch_size = 32;
+  so.hpo = false;
+  so.guard = false;
+  so.warmup_steps = 4;
+  so.patience = 1000;  // no early stop
+  so.cost_model = dash::search::CostModelKind::kMacs;
+  auto out = dash::search::run_search(spec, data, so, nullptr);
+  const auto& search = out.report["search"];
+  ASSERT_EQ(search["steps_done"].get<int64_t>(), 80);
+  const auto& trace = search["trace"];
+  ASSERT_GE(trace.size(), 32u);
+  ASSERT_LE(trace.size(), 64u);
+  EXPECT_EQ(trace.back()["step"].get<int64_t>(), 80);
+  EXPECT_EQ(trace.back()["probabilities"], search["probabilities"]);
+  const int64_t stride = trace[1]["step"].get<int64_t>() - trace[0]["step"].get<int64_t>();
+  EXPECT_EQ(stride, 2);
+  for (size_t i = 1; i < trace.size(); ++i) {
+    EXPECT_EQ(trace[i]["step"].get<int64_t>() - trace[i - 1]["step"].get<int64_t>(), stride) << i;
+    EXPECT_GE(trace[i]["seconds"].get<double>(), trace[i - 1]["seconds"].get<double>());
+  }
+  for (const auto& snap : trace) {
+    for (const auto& layer : snap["probabilities"]) {
+      double sum = 0;
+      for (const auto& v : layer) sum += v.get<double>();
+      EXPECT_NEAR(sum, 1.0, 1e-6);  // a float softmax
+    }
+  }
+  // The logits stay put during the warm-up and move after it.
+  EXPECT_LE(trace[0]["step"].get<int64_t>(), so.warmup_steps);
+  EXPECT_NE(trace[0]["probabilities"], trace.back()["probabilities"]);
+
+  const auto& history = search["history"];
+  ASSERT_EQ(history.size(), 10u);
+  for (size_t e = 0; e < history.size(); ++e) {
+    const double progress = static_cast<double>(8 * (e + 1) - 1) / 80.0;
+    const double lr = dash::train::Hyperparams{}.lr;
+    EXPECT_NEAR(history[e]["lr"].get<double>(), lr * 0.5 * (1 + std::cos(M_PI * progress)), 1e-12) << e;
+  }
+  for (const char* name : {"searched", "backbone"}) {
+    ASSERT_TRUE(out.report["networks"].contains(name)) << name;
+    EXPECT_GT(out.report["networks"][name]["infer_ms_per_sample"].get<double>(), 0) << name;
+  }
+}
+
 TEST(Search, ABudgetTooShortForTheBatchHalvesIt) {
   using dash::search::search_batch_for;
   // 1 s per step at batch 64, 40 steps wanted.

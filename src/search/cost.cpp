@@ -109,6 +109,17 @@ NetworkSize network_size(const nn::BackboneSpec& backbone, const nn::Architectur
   return size;
 }
 
+double infer_ms_per_sample(const nn::BackboneSpec& backbone, const nn::Architecture& arch,
+                           const at::Tensor& batch) {
+  nn::LayerSetup fixed;
+  fixed.architecture = arch;
+  nn::Backbone net(backbone, fixed);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor x = batch.detach();
+  return median_ms(3, [&] { net->forward(x); }) / static_cast<double>(x.size(0));
+}
+
 namespace {
 
 // measure_costs; `probe`: time one backbone step first (the fallbacks to

@@ -65,6 +65,12 @@ struct NetworkSize {
 };
 NetworkSize network_size(const nn::BackboneSpec& backbone, const nn::Architecture& arch);
 
+// Milliseconds per sample of inference (eval mode, no gradients) of the
+// network on `batch` (its first dimension samples), on this machine: the
+// median of 3 passes after a warm-up one.
+double infer_ms_per_sample(const nn::BackboneSpec& backbone, const nn::Architecture& arch,
+                           const at::Tensor& batch);
+
 // Candidate indices of an architecture in `space` (throws if a choice is not
 // in it).
 std::vector<int64_t> choice_indices(const ops::CandidateSpace& space, const nn::Architecture& arch);

@@ -12,6 +12,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Most probability snapshots the search's report keeps (report.search.trace).
+constexpr size_t kTraceSnapshots = 64;
+
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
@@ -263,7 +266,29 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
     }
     return true;
   };
+  // The probabilities over search time, for the report: a snapshot every
+  // `stride` steps from step 0; past kTraceSnapshots every other one is
+  // dropped and the stride doubles, so a search of any length keeps 33-64
+  // evenly spaced (and its last step).
+  const auto t_search = Clock::now();
+  nlohmann::json trace = nlohmann::json::array();
+  int64_t stride = 1;
+  auto snapshot = [&](int64_t step) {
+    nlohmann::json probs = nlohmann::json::array();
+    for (const auto& conv : layers) {
+      at::Tensor p = conv->probabilities().detach().to(at::kDouble).contiguous();
+      probs.push_back(std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel()));
+    }
+    trace.push_back({{"step", step}, {"seconds", seconds_since(t_search)}, {"probabilities", probs}});
+    if (trace.size() > kTraceSnapshots) {
+      nlohmann::json kept = nlohmann::json::array();
+      for (size_t i = 0; i < trace.size(); i += 2) kept.push_back(trace[i]);
+      trace = kept;
+      stride *= 2;
+    }
+  };
   so.after_step = [&](int64_t step) {
+    if (step % stride == 0) snapshot(step);
     if (step <= o.warmup_steps) return false;
     bool all_frozen = true;
     for (size_t i = 0; i < layers.size(); ++i) {
@@ -290,6 +315,7 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
     }
     return all_frozen;
   };
+  if (!so.resume) snapshot(0);  // the start (a resumed search's trace starts where it resumed)
   const auto t0 = Clock::now();
   train::StageResult sr = train::run_stage(supernet, spec, data, so, progress);
   const double seconds = seconds_since(t0);
@@ -307,6 +333,8 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
   (*report)["search"] = sr.to_json();
   (*report)["search"]["seconds"] = seconds;
   (*report)["search"]["probabilities"] = probs;
+  if (trace.empty() || trace.back()["step"] != sr.steps_done) snapshot(sr.steps_done);
+  (*report)["search"]["trace"] = trace;
   (*report)["search"]["frozen_at_step"] = settle.frozen_at;
   (*report)["search"]["pruned_candidates"] = pruned;
   (*report)["search"]["kernel_sizes"] = space.kernel_sizes;
@@ -452,6 +480,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
 
   // 1. The search (skipped for the plain backbone).
   outcome.architecture = plain;
+  nn::Architecture searched = plain;  // the search's choice, whatever the guard decides
   double probe_s = 0;  // one backbone training step, timed: sizes what fits in the budget
   if (!o.arch_search && o.time_budget_s > 0) {
     const at::Tensor sample = data.train.x.narrow(0, 0, std::min<int64_t>(o.batch_size, data.train.size()));
@@ -510,6 +539,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     }
     outcome.search_seconds = seconds_since(t0) + cost.seconds;
     outcome.architecture = architecture_of(space, plain.backbone, choice);
+    searched = outcome.architecture;
     outcome.report["networks"] = {
         {"searched", network_json(retrain_like, outcome.architecture, &cost, space)},
         {"backbone", network_json(retrain_like, plain, &cost, space)}};
@@ -633,6 +663,24 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
                              {"seconds_per_trial", per_trial}, {"seconds", outcome.hpo_seconds}};
     if (timed) outcome.report["hpo"]["seconds_left_at_start"] = left_at_start;
     if (!skipped.empty()) outcome.report["hpo"]["stopped"] = skipped;
+  }
+  // 3. The report's cost table: each network's inference time per sample
+  //    (a few ms: batch 8, 4 passes) and the step time its trials measured.
+  nlohmann::json& nets = outcome.report["networks"];
+  if (!nets.contains("backbone")) nets["backbone"] = network_json(retrain_like, plain, nullptr, space);
+  const at::Tensor few = data.train.x.narrow(0, 0, std::min<int64_t>(8, data.train.size()));
+  for (auto& [name, entry] : nets.items()) {
+    entry["infer_ms_per_sample"] = infer_ms_per_sample(retrain_like, name == "searched" ? searched : plain, few);
+    double ms = 0;
+    int64_t n = 0;
+    if (outcome.report.contains("hpo")) {
+      for (const auto& t : outcome.report["hpo"]["trials"]) {
+        if (t["network"] != name || t["steps"].get<int64_t>() == 0) continue;
+        ms += t["step_ms"].get<double>();
+        ++n;
+      }
+    }
+    if (n > 0) entry["step_ms_trials"] = ms / static_cast<double>(n);
   }
   outcome.report["architecture"] = outcome.architecture.to_json();
   outcome.report["hyperparameters"] = outcome.hp.to_json();

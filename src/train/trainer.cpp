@@ -46,22 +46,26 @@ void restore(nn::Backbone& model, const std::vector<at::Tensor>& state) {
   for (auto& b : model->buffers()) b.copy_(state.at(i++));
 }
 
+// One row per epoch: epoch, train loss, valid metric, seconds, lr.
 at::Tensor history_tensor(const std::vector<EpochRecord>& h) {
-  at::Tensor t = torch::zeros({static_cast<int64_t>(h.size()), 4}, torch::kDouble);
+  at::Tensor t = torch::zeros({static_cast<int64_t>(h.size()), 5}, torch::kDouble);
   for (size_t i = 0; i < h.size(); ++i) {
     t[static_cast<int64_t>(i)][0] = static_cast<double>(h[i].epoch);
     t[static_cast<int64_t>(i)][1] = h[i].train_loss;
     t[static_cast<int64_t>(i)][2] = h[i].valid_metric;
     t[static_cast<int64_t>(i)][3] = h[i].seconds;
+    t[static_cast<int64_t>(i)][4] = h[i].lr;
   }
   return t;
 }
 
+// Checkpoints written before the lr column have 4 columns: their lr is NaN.
 std::vector<EpochRecord> history_from(const at::Tensor& t) {
   std::vector<EpochRecord> h;
   for (int64_t i = 0; i < t.size(0); ++i) {
     h.push_back({static_cast<int64_t>(t[i][0].item<double>()), t[i][1].item<double>(),
-                 t[i][2].item<double>(), t[i][3].item<double>()});
+                 t[i][2].item<double>(), t[i][3].item<double>(),
+                 t.size(1) > 4 ? t[i][4].item<double>() : std::nan("")});
   }
   return h;
 }
@@ -178,7 +182,8 @@ nlohmann::json StageResult::to_json() const {
     h.push_back({{"epoch", e.epoch},
                  {"train_loss", e.train_loss},
                  {"valid_metric", std::isnan(e.valid_metric) ? nlohmann::json() : nlohmann::json(e.valid_metric)},
-                 {"seconds", e.seconds}});
+                 {"seconds", e.seconds},
+                 {"lr", std::isnan(e.lr) ? nlohmann::json() : nlohmann::json(e.lr)}});
   }
   return {{"epochs_done", epochs_done},
           {"steps_done", steps_done},
@@ -497,6 +502,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
 
     EpochRecord rec;
     rec.epoch = epoch;
+    rec.lr = static_cast<torch::optim::SGDOptions&>(weights.param_groups().at(0).options()).lr();
     rec.train_loss = loss_sum / static_cast<double>(std::max<int64_t>(1, done));
     if (valid_n > 0) {
       // Inside the budget: what is left is shared with the caller's tail in

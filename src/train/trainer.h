@@ -86,6 +86,7 @@ struct EpochRecord {
   double train_loss = 0;
   double valid_metric = std::numeric_limits<double>::quiet_NaN();
   double seconds = 0;
+  double lr = std::numeric_limits<double>::quiet_NaN();  // the weights' rate at the epoch's last step
 };
 
 struct StageResult {
