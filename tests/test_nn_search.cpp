@@ -441,6 +441,26 @@ TEST(Search, TheReportTracesProbabilitiesAndLearningRates) {
   }
 }
 
+// Timed trials last at least min_trial_steps backbone steps while the share
+// holds two of them: fewer grid points fit, but none is cut short.
+TEST(Search, TrialsAreNoShorterThanMinTrialStepsWhereTwoFit) {
+  const auto spec = binary_1d_spec();
+  const auto data = far_apart_task(128, 5);
+  dash::search::SearchOptions so;
+  so.arch_search = false;
+  so.batch_size = 32;
+  so.time_budget_s = 4;
+  so.grid = {{0.1, 0.9, 5e-4, 0.0}, {0.03, 0.9, 5e-4, 0.0}, {0.01, 0.9, 5e-4, 0.0}};
+  const double share = so.time_budget_s * so.hpo_share;
+  so.min_trial_steps = 0;
+  auto free_grid = dash::search::run_search(spec, data, so, nullptr);
+  EXPECT_NEAR(free_grid.report["hpo"]["seconds_per_trial"].get<double>(), share / 4, 1e-9);
+  so.min_trial_steps = 1000000;  // far more than the share holds
+  auto long_trials = dash::search::run_search(spec, data, so, nullptr);
+  EXPECT_NEAR(long_trials.report["hpo"]["seconds_per_trial"].get<double>(), share / 2, 1e-9);
+  EXPECT_GE(long_trials.report["hpo"]["trials"][0]["seconds"].get<double>(), 0.8 * share / 2);
+}
+
 TEST(Search, ABudgetTooShortForTheBatchHalvesIt) {
   using dash::search::search_batch_for;
   // 1 s per step at batch 64, 40 steps wanted.

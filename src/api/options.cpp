@@ -235,6 +235,10 @@ const std::vector<OptionDef>& table() {
       search_only("hpo_epochs", "int", [](auto& c) -> auto& { return c.search.hpo_epochs; }, {}, at_least(0),
                   "epochs per grid point; 0: each point trains hpo_share x time_budget_s / (points + 1) "
                   "seconds (1 epoch without a budget)"),
+      search_only("min_trial_steps", "int", [](auto& c) -> auto& { return c.search.min_trial_steps; }, {},
+                  at_least(0),
+                  "a timed guard or grid trial lasts at least this many backbone steps where hpo_share "
+                  "holds two such trials (fewer grid points are then tried); 0: no minimum"),
       search_only("hpo_share", "number", [](auto& c) -> auto& { return c.search.hpo_share; }, {},
                   within(0, false, 1, false), "share of time_budget_s given to the guard and the grid"),
       both("fft_planner", "string", [](auto& c) -> auto& { return c.runtime.fft_planner; },

@@ -573,8 +573,14 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
   if (o.hpo || guard) {
     const auto t1 = Clock::now();
     const bool timed = o.time_budget_s > 0;
-    // grid + 1: room for the guard's extra trial, whether it runs or not.
-    const double per_trial = timed ? o.time_budget_s * o.hpo_share / static_cast<double>(grid.size() + 1) : 0;
+    // grid + 1: room for the guard's extra trial, whether it runs or not;
+    // but no shorter than min_trial_steps backbone steps while the share
+    // holds two of those (the guard's pair, or the grid's first two points).
+    const double share = o.time_budget_s * o.hpo_share;
+    const double per_trial =
+        timed ? std::max(share / static_cast<double>(grid.size() + 1),
+                         std::min(static_cast<double>(o.min_trial_steps) * probe_s, share / 2))
+              : 0;
     const double left_at_start = timed ? o.time_budget_s - seconds_since(t_call) : 0;
     // The time each of the next `trials` trials gets, or 0 if they do not fit.
     auto slot = [&](int trials) -> double {

@@ -100,8 +100,12 @@ struct SearchOptions : CommonOptions {
   std::string hpo_grid = "small";
   std::vector<train::Hyperparams> grid;
   // Epochs per trial; 0: trials are (hpo_share x time_budget_s) / (grid + 1)
-  // seconds long (one epoch without a budget).
+  // seconds long (one epoch without a budget), but at least min_trial_steps
+  // backbone steps where the share holds two trials of that: longer trials
+  // and fewer grid points (Darcy: trials of 6-13 steps could not tell a
+  // network that retrains to half the error from the backbone).
   int64_t hpo_epochs = 0;
+  int64_t min_trial_steps = 30;
   double hpo_batch_fraction = 1.0;
 };
 
