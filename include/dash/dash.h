@@ -297,6 +297,19 @@ DASH_API dash_status dash_model_input_size(const dash_model *model, int64_t *out
  * call it from a thread). Fails only for a NULL task. */
 DASH_API dash_status dash_task_interrupt(const dash_task *task);
 
+/* ---- Added within ABI version 2: the run report ------------------------------ */
+
+/* One self-contained HTML page (inline CSS and SVG; it fetches nothing) that
+ * shows a run: the chosen kernel size and dilation of every searchable layer,
+ * the candidates' probabilities over the search's time, loss and metric over
+ * the run, the guard and grid trials, the chosen network's cost against the
+ * plain backbone, where the time went, and the task and options. run_json is
+ * the text dash_model_info returned, or the runner's --out file; a record
+ * without some part (a plain backbone has no search) says so in that
+ * section. Not a run's record: DASH_INVALID_ARGUMENT. Free with
+ * dash_string_free. */
+DASH_API dash_status dash_report_html(const char *run_json, char **html_out);
+
 #ifdef __cplusplus
 }
 #endif

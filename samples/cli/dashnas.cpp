@@ -3,7 +3,8 @@
 //   dashnas --task spec.json --train-x X --train-y Y [--valid-x X --valid-y Y]
 //           [--test-x X --test-y Y] [--method dash|backbone] [--budget SECONDS]
 //           [--set key=value ...] [--out result.json] [--model model.dash]
-//           [--work-dir DIR] [--resume] [--list-options]
+//           [--work-dir DIR] [--resume] [--report report.html] [--list-options]
+//   dashnas report RESULT.json [-o report.html]
 //
 // Runs DASH (search, guard and hyperparameter grid, then retrain) or the plain
 // backbone (k=3, d=1 everywhere, the same grid, then retrain), evaluates on
@@ -13,7 +14,9 @@
 // e.g. when the search settles early, goes to the retrain), the retrain the rest. --set key=value sets an option of
 // dash_search and/or dash_retrain (whichever use it; --list-options shows them).
 // Ctrl-C cancels cleanly at the next step; with --work-dir the run resumes
-// from its last checkpoint with --resume.
+// from its last checkpoint with --resume. --report (or the report command, on
+// a saved --out file) writes the run's report: one HTML page that opens
+// offline (dash_report_html).
 
 #include <dash/dash.h>
 
@@ -69,6 +72,23 @@ json read_json_file(const std::string& path) {
   }
 }
 
+// Written whole or not at all: a temporary file renamed over `path`.
+void write_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << text;
+    if (!out) throw std::runtime_error("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot write " + path);
+}
+
+std::string report_html(const std::string& run_json) {
+  char* html = nullptr;
+  check(dash_report_html(run_json.c_str(), &html), "dash_report_html");
+  return take_string(html);
+}
+
 // The last warning a progress event carried (printed as it came).
 std::string g_warned;
 
@@ -92,7 +112,7 @@ int print_progress(const dash_progress* e, void*) {
 
 struct Args {
   std::map<std::string, std::string> files;  // "train-x" -> path, ...
-  std::string task, method = "dash", out, model, work_dir;
+  std::string task, method = "dash", out, model, work_dir, report;
   double budget = 0;
   bool resume = false, list = false, markdown = false;
   std::vector<std::string> sets;
@@ -102,7 +122,9 @@ const char* kUsage =
     "usage: dashnas --task spec.json --train-x X --train-y Y [--valid-x X --valid-y Y]\n"
     "               [--test-x X --test-y Y] [--method dash|backbone] [--budget SECONDS]\n"
     "               [--set key=value ...] [--out result.json] [--model model.dash]\n"
-    "               [--work-dir DIR] [--resume] [--list-options] [--options-markdown]\n";
+    "               [--work-dir DIR] [--resume] [--report report.html]\n"
+    "               [--list-options] [--options-markdown]\n"
+    "       dashnas report RESULT.json [-o report.html]\n";
 
 Args parse_args(int argc, char** argv) {
   Args a;
@@ -119,6 +141,7 @@ Args parse_args(int argc, char** argv) {
     else if (arg == "--out") a.out = value();
     else if (arg == "--model") a.model = value();
     else if (arg == "--work-dir") a.work_dir = value();
+    else if (arg == "--report") a.report = value();
     else if (arg == "--resume") a.resume = true;
     else if (arg == "--list-options") a.list = true;
     else if (arg == "--options-markdown") a.list = a.markdown = true;
@@ -287,14 +310,31 @@ int run(const Args& a) {
   if (a.out.empty()) {
     std::cout << text << "\n";
   } else {
-    const std::string tmp = a.out + ".tmp";
-    {
-      std::ofstream out(tmp);
-      out << text << "\n";
-      if (!out) throw std::runtime_error("cannot write " + tmp);
-    }
-    if (std::rename(tmp.c_str(), a.out.c_str()) != 0) throw std::runtime_error("cannot write " + a.out);
+    write_file(a.out, text + "\n");
   }
+  if (!a.report.empty()) {
+    write_file(a.report, report_html(text));
+    std::fprintf(stderr, "report: %s\n", a.report.c_str());
+  }
+  return 0;
+}
+
+// dashnas report RESULT.json [-o report.html]
+int report_command(int argc, char** argv) {
+  std::string in, out;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "-o" || arg == "--out") && i + 1 < argc) out = argv[++i];
+    else if (in.empty() && arg[0] != '-') in = arg;
+    else throw std::invalid_argument("report: unexpected argument " + arg);
+  }
+  if (in.empty()) throw std::invalid_argument("report needs a result file: dashnas report RESULT.json [-o report.html]");
+  if (out.empty()) {
+    const bool json_ext = in.size() > 5 && in.compare(in.size() - 5, 5, ".json") == 0;
+    out = (json_ext ? in.substr(0, in.size() - 5) : in) + ".html";
+  }
+  write_file(out, report_html(read_json_file(in).dump()));
+  std::printf("report: %s\n", out.c_str());
   return 0;
 }
 
@@ -304,6 +344,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   try {
+    if (argc > 1 && std::string(argv[1]) == "report") return report_command(argc, argv);
     return run(parse_args(argc, argv));
   } catch (const Failure& f) {
     std::fprintf(stderr, "dashnas: %s\n", f.what());

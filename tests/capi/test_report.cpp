@@ -1,0 +1,144 @@
+// The run report as a user gets it: a real (tiny) search and retrain through
+// the C ABI, its record from dash_model_info, the page from dash_report_html.
+// The page is checked against the record it was made from.
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "support.h"
+#include "dash/dash.h"
+
+namespace {
+
+using namespace dash_test;
+using json = nlohmann::json;
+
+std::string take(char* s) {
+  std::string out = s ? s : "";
+  dash_string_free(s);
+  return out;
+}
+
+size_t count(const std::string& hay, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
+  return n;
+}
+
+std::string render(const json& run) {
+  char* html = nullptr;
+  EXPECT_EQ(dash_report_html(run.dump().c_str(), &html), DASH_OK) << dash_last_error();
+  return take(html);
+}
+
+// One search (with the guard and a grid) and retrain, shared by the tests.
+const json& model_info() {
+  static const json info = [] {
+    dash_task* task = make_task();
+    dash_arch* arch = nullptr;
+    EXPECT_EQ(dash_search(task, R"({"epochs": 2, "hpo": true, "hpo_epochs": 1, "threads": 1, "batch_size": 16})",
+                          nullptr, nullptr, &arch),
+              DASH_OK)
+        << dash_last_error();
+    dash_model* model = nullptr;
+    EXPECT_EQ(dash_retrain(task, arch, kRetrainOptions, nullptr, nullptr, &model), DASH_OK) << dash_last_error();
+    char* text = nullptr;
+    EXPECT_EQ(dash_model_info(model, &text), DASH_OK) << dash_last_error();
+    dash_model_free(model);
+    dash_arch_free(arch);
+    dash_task_free(task);
+    return json::parse(take(text));
+  }();
+  return info;
+}
+
+// Exactly the cell text the report writes for a number (4 significant digits).
+std::string cell(double v, int digits = 4) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return "<td>" + std::string(buf) + "</td>";
+}
+
+TEST(Report, EverySectionIsThereAndItsNumbersAreTheRecords) {
+  const json& info = model_info();
+  const std::string html = render(info);
+  for (const char* id : {"summary", "architecture", "probabilities", "curves", "trials", "costs", "time", "run"}) {
+    EXPECT_NE(html.find("<section id=\"" + std::string(id) + "\">"), std::string::npos) << id;
+  }
+  // Each layer's choice and receptive field, in order.
+  size_t from = html.find("<section id=\"architecture\">");
+  for (const auto& layer : info["architecture"]["layers"]) {
+    const int k = layer["kernel_size"], d = layer["dilation"];
+    from = html.find(">k" + std::to_string(k) + " d" + std::to_string(d) + "<", from);
+    ASSERT_NE(from, std::string::npos) << layer.dump();
+    EXPECT_NE(html.find(">RF " + std::to_string(d * (k - 1) + 1) + "<", from), std::string::npos);
+  }
+  const json& report = info["report"];
+  const std::string test_cell = cell(report["test_metric"].get<double>());  // "<td>0.9</td>"
+  EXPECT_NE(html.find(test_cell.substr(0, test_cell.size() - 5) + " (" +
+                      std::to_string(report["test_samples"].get<int64_t>()) + " samples)"),
+            std::string::npos);
+  // One table row per trial, and each network's parameter count.
+  const std::string trials = html.substr(html.find("<section id=\"trials\">"));
+  EXPECT_EQ(count(trials.substr(0, trials.find("</section>")), "<tr>"), report["search"]["hpo"]["trials"].size() + 1);
+  for (const auto& [name, net] : report["search"]["networks"].items()) {
+    EXPECT_NE(html.find(cell(net["params"].get<double>(), 8)), std::string::npos) << name;
+  }
+  // One heat map per layer, over the trace the search kept; a second strip
+  // (the search's argmax) where the guard kept the backbone.
+  ASSERT_TRUE(report["search"]["search"].contains("trace"));
+  const size_t strips = report["search"]["guard"].value("chosen", "") == "backbone" ? 2 : 1;
+  EXPECT_EQ(count(html, ">layer "), (strips + 1) * info["architecture"]["layers"].size());
+  // Self-contained and well formed enough to open anywhere.
+  EXPECT_EQ(html.find("http://"), std::string::npos);
+  EXPECT_EQ(html.find("https://"), std::string::npos);
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(count(html, "<svg"), count(html, "</svg>"));
+  EXPECT_EQ(count(html, "<section"), count(html, "</section>"));
+}
+
+TEST(Report, TheRunnersResultRendersWithItsRunFields) {
+  const json& info = model_info();
+  json run = {{"task", info["task"]},
+              {"method", "dash"},
+              {"architecture", info["architecture"]},
+              {"hyperparameters", info["hyperparameters"]},
+              {"wall_s", 12.5},
+              {"load_s", 0.25},
+              {"search_s", 7.0},
+              {"retrain_s", 5.0},
+              {"budget_s", 13},
+              {"commit", "abc1234"},
+              {"library_version", dash_version()},
+              {"search_options", {{"note", "<script>alert(1)</script>"}}},
+              {"training", info["report"]}};
+  const std::string html = render(run);
+  EXPECT_NE(html.find("12.5 s / 13 s"), std::string::npos);
+  EXPECT_NE(html.find("abc1234"), std::string::npos);
+  EXPECT_EQ(html.find("<script>alert(1)"), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
+}
+
+TEST(Report, APlainBackboneSaysThereWasNoSearch) {
+  json info = model_info();
+  info["report"]["search"].erase("search");
+  info["report"]["search"].erase("networks");
+  const std::string html = render(info);
+  EXPECT_NE(html.find("no search was recorded"), std::string::npos);
+  EXPECT_NE(html.find("no network costs recorded"), std::string::npos);
+}
+
+TEST(Report, WhatIsNotARunsRecordIsRefused) {
+  char* html = reinterpret_cast<char*>(0x1);
+  EXPECT_STATUS(dash_report_html("{not json", &html), DASH_INVALID_ARGUMENT, "not valid JSON");
+  EXPECT_STATUS(dash_report_html("[1, 2]", &html), DASH_INVALID_ARGUMENT, "dash_model_info");
+  EXPECT_STATUS(dash_report_html(R"({"task": {}})", &html), DASH_INVALID_ARGUMENT, "\"training\"");
+  EXPECT_EQ(html, reinterpret_cast<char*>(0x1));  // untouched
+  EXPECT_STATUS(dash_report_html(nullptr, &html), DASH_INVALID_ARGUMENT, "run_json");
+  EXPECT_STATUS(dash_report_html("{}", nullptr), DASH_INVALID_ARGUMENT, "html_out");
+}
+
+}  // namespace
