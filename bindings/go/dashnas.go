@@ -153,6 +153,22 @@ func OptionsDescribe() (string, error) {
 	return takeString(out), nil
 }
 
+// ReportHTML renders a run's record (what Model.Info returns, or the
+// runner's --out file) as one self-contained HTML page: inline SVG, nothing
+// fetched. Anything else is an error with status InvalidArgument.
+func ReportHTML(runJSON string) (string, error) {
+	if err := checkABI(); err != nil {
+		return "", err
+	}
+	run := C.CString(runJSON)
+	defer C.free(unsafe.Pointer(run))
+	var out, msg *C.char
+	if err := check(C.dashgo_report_html(run, &out, &msg), msg); err != nil {
+		return "", err
+	}
+	return takeString(out), nil
+}
+
 // Split names one of a task's data splits.
 type Split int
 

@@ -737,3 +737,17 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+func TestReportHTML(t *testing.T) {
+	html, err := dashnas.ReportHTML(`{"training": {"metric_name": "accuracy", "test_metric": 0.75}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(html, `<section id="summary">`) || !strings.Contains(html, "0.75") {
+		t.Fatalf("the page lacks its summary: %s", html)
+	}
+	_, err = dashnas.ReportHTML("[1, 2]")
+	if e := asError(t, err, dashnas.InvalidArgument); !strings.Contains(e.Message, "dash_model_info") {
+		t.Fatalf("message %q does not say what to pass", e.Message)
+	}
+}

@@ -128,3 +128,7 @@ dash_status dashgo_model_set_device(dash_model *model, const char *device, char 
 dash_status dashgo_options_describe(char **json_out, char **err) {
   DASHGO_CALL(dash_options_describe(json_out));
 }
+
+dash_status dashgo_report_html(const char *run_json, char **html_out, char **err) {
+  DASHGO_CALL(dash_report_html(run_json, html_out));
+}

@@ -51,5 +51,6 @@ dash_status dashgo_model_load(const char *path, dash_model **out, char **err);
 dash_status dashgo_model_set_device(dash_model *model, const char *device, char **err);
 
 dash_status dashgo_options_describe(char **json_out, char **err);
+dash_status dashgo_report_html(const char *run_json, char **html_out, char **err);
 
 #endif /* DASHGO_SHIM_H */

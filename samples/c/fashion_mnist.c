@@ -105,6 +105,20 @@ int main(int argc, char **argv) {
   dash_string_free(report);
 
   CHECK(dash_model_save(model, model_path));
+  /* The run report: the record dash_model_info returns, as one HTML page. */
+  char *info = NULL, *html = NULL;
+  CHECK(dash_model_info(model, &info));
+  CHECK(dash_report_html(info, &html));
+  char report_path[4096];
+  snprintf(report_path, sizeof report_path, "%s.html", model_path);
+  FILE *page = fopen(report_path, "w");
+  if (page == NULL || fputs(html, page) < 0 || fclose(page) != 0) {
+    fprintf(stderr, "cannot write %s\n", report_path);
+    return 1;
+  }
+  printf("report: %s\n", report_path);
+  dash_string_free(html);
+  dash_string_free(info);
   dash_model *loaded = NULL;
   CHECK(dash_model_load(model_path, &loaded));
 

@@ -99,6 +99,7 @@ func run(budget float64, maxTrain, threads int, data, modelPath string) error {
 	}
 	fmt.Printf("test %s: %.4f on %d images\n", ev.MetricName, ev.Metric, ev.Samples)
 
+	kept := modelPath != ""
 	if modelPath == "" {
 		dir, err := os.MkdirTemp("", "dashnas-sample-")
 		if err != nil {
@@ -116,6 +117,23 @@ func run(budget float64, maxTrain, threads int, data, modelPath string) error {
 	}
 	defer loaded.Close()
 	fmt.Printf("saved and loaded %s\n", modelPath)
+	info, err := model.Info()
+	if err != nil {
+		return err
+	}
+	page, err := dashnas.ReportHTML(info)
+	if err != nil {
+		return err
+	}
+	reportPath := strings.TrimSuffix(modelPath, filepath.Ext(modelPath)) + ".html"
+	if err := os.WriteFile(reportPath, []byte(page), 0o644); err != nil {
+		return err
+	}
+	if kept {
+		fmt.Printf("report: %s\n", reportPath)
+	} else {
+		fmt.Printf("report: %s (removed at exit with its temporary folder; -model PATH keeps both)\n", reportPath)
+	}
 
 	const n = 100
 	images, err := readIdx(file("t10k-images-idx3-ubyte.gz"), 0x00000803, n)

@@ -141,4 +141,7 @@ extern "C" {
     pub fn dash_task_target_size(task: *const dash_task, out: *mut i64) -> dash_status;
     pub fn dash_model_input_size(model: *const dash_model, out: *mut i64) -> dash_status;
     pub fn dash_task_interrupt(task: *const dash_task) -> dash_status;
+
+    // Added within ABI version 2: the run report.
+    pub fn dash_report_html(run_json: *const c_char, html_out: *mut *mut c_char) -> dash_status;
 }

@@ -103,6 +103,17 @@ pub fn options_describe() -> Result<String> {
     Ok(unsafe { take_string(out) })
 }
 
+/// The run report: one self-contained HTML page (inline SVG, it fetches
+/// nothing) from a run's record, i.e. what [`Model::info`] returns or the
+/// runner's `--out` file. Anything else is `Status::InvalidArgument`.
+pub fn report_html(run_json: &str) -> Result<String> {
+    check_abi()?;
+    let run = c_string(run_json, "run_json")?;
+    let mut out: *mut c_char = ptr::null_mut();
+    check(unsafe { ffi::dash_report_html(run.as_ptr(), &mut out) })?;
+    Ok(unsafe { take_string(out) })
+}
+
 // ---- Status and errors ------------------------------------------------------
 
 /// Mirrors `dash_status`. `Unknown` holds a code a newer library may return.
@@ -882,6 +893,16 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_html_renders_a_record_and_refuses_anything_else() {
+        let html = report_html(r#"{"training": {"metric_name": "accuracy", "test_metric": 0.75}}"#).unwrap();
+        assert!(html.contains(r#"<section id="summary">"#), "{}", html);
+        assert!(html.contains("0.75"), "{}", html);
+        let err = report_html("[1, 2]").unwrap_err();
+        assert_eq!(err.status, Status::InvalidArgument);
+        assert!(err.message.contains("dash_model_info"), "{}", err.message);
+    }
 
     #[test]
     fn layout_per_kind() {

@@ -232,6 +232,10 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     model.save(&args.model)?;
     let loaded = Model::load(&args.model)?;
     println!("saved and loaded {}", args.model.display());
+    let report_path = args.model.with_extension("html");
+    std::fs::write(&report_path, dashnas::report_html(&model.info()?)?)
+        .map_err(|e| format!("cannot write {}: {}", report_path.display(), e))?;
+    println!("report: {}", report_path.display());
 
     let (shape, pixels) = read_idx_gz(&file("t10k-images-idx3-ubyte.gz"), 0x0000_0803, 3)?;
     let (_, labels) = read_idx_gz(&file("t10k-labels-idx1-ubyte.gz"), 0x0000_0801, 1)?;
