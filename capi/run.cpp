@@ -82,6 +82,16 @@ dash_status dash_arch_to_json(const dash_arch* arch, char** json_out) {
   });
 }
 
+dash_status dash_arch_info(const dash_arch* arch, char** json_out) {
+  return guarded("dash_arch_info", [&] {
+    require(arch, "arch");
+    require(json_out, "json_out");
+    nlohmann::json info = {{"architecture", arch->choice.to_json()}, {"report", nlohmann::json::object()}};
+    if (!arch->choice.report.empty()) info["report"]["search"] = arch->choice.report;
+    *json_out = dash::capi::copy_string(info.dump());
+  });
+}
+
 dash_status dash_arch_from_json(const char* text, dash_arch** out) {
   return guarded("dash_arch_from_json", [&] {
     require(text, "json");

@@ -86,6 +86,22 @@ func (a *Arch) JSON() (string, error) {
 	return takeString(out), nil
 }
 
+// Info is what the search that made the architecture recorded:
+// {"architecture", "report": {"search"}} ("report" is {} for a plain or
+// parsed one). ReportHTML renders it.
+func (a *Arch) Info() (string, error) {
+	p, unlock, err := a.read("Arch.Info")
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	var out, msg *C.char
+	if err := check(C.dashgo_arch_info(p, &out, &msg), msg); err != nil {
+		return "", err
+	}
+	return takeString(out), nil
+}
+
 // Close frees the architecture. It is safe to call more than once.
 func (a *Arch) Close() error {
 	if a == nil {

@@ -751,3 +751,18 @@ func TestReportHTML(t *testing.T) {
 		t.Fatalf("message %q does not say what to pass", e.Message)
 	}
 }
+
+func TestArchInfoRendersBeforeTheRetrain(t *testing.T) {
+	_, arch, _ := trained(t)
+	info, err := arch.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := dashnas.ReportHTML(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info, `"search"`) || !strings.Contains(page, `<section id="probabilities">`) {
+		t.Fatalf("the arch's record lacks its search: %s", info)
+	}
+}

@@ -77,6 +77,10 @@ dash_status dashgo_arch_to_json(const dash_arch *arch, char **json_out, char **e
   DASHGO_CALL(dash_arch_to_json(arch, json_out));
 }
 
+dash_status dashgo_arch_info(const dash_arch *arch, char **json_out, char **err) {
+  DASHGO_CALL(dash_arch_info(arch, json_out));
+}
+
 dash_status dashgo_arch_from_json(const char *json, dash_arch **out, char **err) {
   DASHGO_CALL(dash_arch_from_json(json, out));
 }

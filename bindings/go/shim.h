@@ -34,6 +34,7 @@ dash_status dashgo_task_interrupt(const dash_task *task, char **err);
 dash_status dashgo_search(const dash_task *task, const char *options_json, uintptr_t handle,
                           dash_arch **out, char **err);
 dash_status dashgo_arch_to_json(const dash_arch *arch, char **json_out, char **err);
+dash_status dashgo_arch_info(const dash_arch *arch, char **json_out, char **err);
 dash_status dashgo_arch_from_json(const char *json, dash_arch **out, char **err);
 dash_status dashgo_arch_plain(const dash_task *task, dash_arch **out, char **err);
 

@@ -297,7 +297,7 @@ DASH_API dash_status dash_model_input_size(const dash_model *model, int64_t *out
  * call it from a thread). Fails only for a NULL task. */
 DASH_API dash_status dash_task_interrupt(const dash_task *task);
 
-/* ---- Added within ABI version 2: the run report ------------------------------ */
+/* ---- Added within ABI version 2: the run report and its record ------------ */
 
 /* One self-contained HTML page (inline CSS and SVG; it fetches nothing) that
  * shows a run: the chosen kernel size and dilation of every searchable layer,
@@ -309,6 +309,13 @@ DASH_API dash_status dash_task_interrupt(const dash_task *task);
  * section. Not a run's record: DASH_INVALID_ARGUMENT. Free with
  * dash_string_free. */
 DASH_API dash_status dash_report_html(const char *run_json, char **html_out);
+
+/* What the search that made arch recorded, before any retrain:
+ * {"architecture": <dash_arch_to_json>, "report": {"search": {...}}} ("report"
+ * is {} for an arch made by dash_arch_from_json or dash_arch_plain). The
+ * fields are README's "What the record holds"; dash_report_html takes this
+ * JSON too. Free with dash_string_free. */
+DASH_API dash_status dash_arch_info(const dash_arch *arch, char **json_out);
 
 #ifdef __cplusplus
 }

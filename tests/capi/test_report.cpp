@@ -34,9 +34,14 @@ std::string render(const json& run) {
   return take(html);
 }
 
-// One search (with the guard and a grid) and retrain, shared by the tests.
-const json& model_info() {
-  static const json info = [] {
+// One search (with the guard and a grid) and retrain, shared by the tests:
+// the arch's record (dash_arch_info) and the model's (dash_model_info).
+struct Records {
+  json arch, model;
+};
+
+const Records& records() {
+  static const Records r = [] {
     dash_task* task = make_task();
     dash_arch* arch = nullptr;
     EXPECT_EQ(dash_search(task, R"({"epochs": 2, "hpo": true, "hpo_epochs": 1, "threads": 1, "batch_size": 16})",
@@ -45,15 +50,19 @@ const json& model_info() {
         << dash_last_error();
     dash_model* model = nullptr;
     EXPECT_EQ(dash_retrain(task, arch, kRetrainOptions, nullptr, nullptr, &model), DASH_OK) << dash_last_error();
+    char* arch_text = nullptr;
+    EXPECT_EQ(dash_arch_info(arch, &arch_text), DASH_OK) << dash_last_error();
     char* text = nullptr;
     EXPECT_EQ(dash_model_info(model, &text), DASH_OK) << dash_last_error();
     dash_model_free(model);
     dash_arch_free(arch);
     dash_task_free(task);
-    return json::parse(take(text));
+    return Records{json::parse(take(arch_text)), json::parse(take(text))};
   }();
-  return info;
+  return r;
 }
+
+const json& model_info() { return records().model; }
 
 // Exactly the cell text the report writes for a number (4 significant digits).
 std::string cell(double v, int digits = 4) {
@@ -129,6 +138,27 @@ TEST(Report, APlainBackboneSaysThereWasNoSearch) {
   const std::string html = render(info);
   EXPECT_NE(html.find("no search was recorded"), std::string::npos);
   EXPECT_NE(html.find("no network costs recorded"), std::string::npos);
+}
+
+// The search's record is there before any retrain, the same as the model
+// carries later, and renders on its own.
+TEST(Report, TheArchCarriesItsSearchsRecord) {
+  const Records& r = records();
+  EXPECT_EQ(r.arch["report"]["search"], r.model["report"]["search"]);
+  EXPECT_EQ(r.arch["architecture"]["layers"], r.model["architecture"]["layers"]);
+  const std::string html = render(r.arch);
+  EXPECT_NE(html.find("<section id=\"probabilities\">"), std::string::npos);
+  EXPECT_EQ(html.find("no search was recorded"), std::string::npos);
+  // A plain arch was not searched: its report is empty.
+  dash_task* task = make_task(8);
+  dash_arch* plain = nullptr;
+  ASSERT_OK(dash_arch_plain(task, &plain));
+  char* text = nullptr;
+  ASSERT_OK(dash_arch_info(plain, &text));
+  EXPECT_EQ(json::parse(take(text))["report"], json::object());
+  EXPECT_STATUS(dash_arch_info(nullptr, &text), DASH_INVALID_ARGUMENT, "arch");
+  dash_arch_free(plain);
+  dash_task_free(task);
 }
 
 TEST(Report, WhatIsNotARunsRecordIsRefused) {

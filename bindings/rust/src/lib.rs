@@ -747,6 +747,14 @@ impl Arch {
         Ok(unsafe { take_string(out) })
     }
 
+    /// What the search that made it recorded: `{"architecture", "report": {"search"}}`
+    /// (`report` is `{}` for a plain or parsed arch); [`report_html`] renders it.
+    pub fn info(&self) -> Result<String> {
+        let mut out: *mut c_char = ptr::null_mut();
+        check(unsafe { ffi::dash_arch_info(self.raw, &mut out) })?;
+        Ok(unsafe { take_string(out) })
+    }
+
     /// The inverse of [`Arch::to_json`]; "hyperparameters" may be left out.
     pub fn from_json(json: &str) -> Result<Arch> {
         check_abi()?;

@@ -377,6 +377,11 @@ fn search_retrain_infer_save_load_and_threads() {
         assert!(p.loss.is_finite() && p.elapsed_s >= 0.0, "{:?}", p);
     }
     assert!(events.iter().any(|p| p.stage == "search" && p.epochs == 1));
+    // The search's record, and its report page, before any retrain.
+    let info = arch.info().expect("info");
+    assert!(info.contains(r#""search""#), "{}", info);
+    let page = dashnas::report_html(&info).expect("report");
+    assert!(page.contains(r#"<section id="probabilities">"#));
     let arch_json = json::parse(&arch.to_json().unwrap()).unwrap();
     assert!(arch_json
         .get("layers")
