@@ -21,6 +21,13 @@ namespace dash_test {
 
 inline std::string last_error() { return dash_last_error(); }
 
+// The text of a string the library returned, which it frees.
+inline std::string take(char* s) {
+  std::string out = s ? s : "";
+  dash_string_free(s);
+  return out;
+}
+
 #define EXPECT_STATUS(call, status, text)                                                  \
   do {                                                                                     \
     const dash_status s_ = (call);                                                         \

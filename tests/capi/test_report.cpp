@@ -16,12 +16,6 @@ namespace {
 using namespace dash_test;
 using json = nlohmann::json;
 
-std::string take(char* s) {
-  std::string out = s ? s : "";
-  dash_string_free(s);
-  return out;
-}
-
 size_t count(const std::string& hay, const std::string& needle) {
   size_t n = 0;
   for (size_t at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
@@ -159,6 +153,58 @@ TEST(Report, TheArchCarriesItsSearchsRecord) {
   EXPECT_STATUS(dash_arch_info(nullptr, &text), DASH_INVALID_ARGUMENT, "arch");
   dash_arch_free(plain);
   dash_task_free(task);
+}
+
+// The colour key names every candidate kernel size (rows) and dilation (columns).
+TEST(Report, TheArchitectureHasAColourKeyOfTheCandidateSpace) {
+  const json& info = model_info();
+  const std::string html = render(info);
+  const size_t begin = html.find("<section id=\"architecture\">");
+  const std::string arch = html.substr(begin, html.find("</section>", begin) - begin);
+  ASSERT_NE(arch.find("Colour key"), std::string::npos);
+  const json& search = info["report"]["search"]["search"];
+  for (const auto& k : search["kernel_sizes"]) EXPECT_NE(arch.find(">k" + k.dump() + "<"), std::string::npos) << k;
+  for (const auto& d : search["dilations"]) EXPECT_NE(arch.find(">d" + d.dump() + "<"), std::string::npos) << d;
+}
+
+// A record with pieces of the wrong type or size (a hand-edited file) still
+// renders: each section shows what it can, and nothing reads out of range.
+TEST(Report, AMangledRecordRendersWhatItHas) {
+  json info = model_info();
+  json& search = info["report"]["search"];
+  search["guard"]["chosen"] = "backbone";  // draws the search's argmax as well
+  search["search"]["probabilities"][0] = json::array();
+  std::vector<double> too_many(99, 0.0);  // more candidates than the space, the largest past its end
+  too_many.back() = 1.0;
+  search["search"]["probabilities"].push_back(too_many);
+  search["search"]["probabilities"].push_back("not a layer");
+  search["search"]["trace"] = {1, {{"seconds", "late"}, {"probabilities", "none"}},
+                               {{"seconds", 1.0}, {"probabilities", {{"x", 0.5}}}}};
+  search["search"]["history"] = {3, {{"seconds", "long"}, {"train_loss", "low"}}};
+  search["hpo"]["trials"].push_back("a trial");
+  search["hpo"]["trials"].push_back({{"hp", 2}, {"network", 7}, {"seconds", "x"}});
+  info["architecture"]["layers"].push_back({{"kernel_size", "five"}});
+  char* html = nullptr;
+  ASSERT_OK(dash_report_html(info.dump().c_str(), &html));
+  const std::string page = take(html);
+  for (const char* id : {"summary", "architecture", "probabilities", "curves", "trials", "costs", "time", "run"}) {
+    EXPECT_NE(page.find("<section id=\"" + std::string(id) + "\">"), std::string::npos) << id;
+  }
+  EXPECT_EQ(count(page, "<svg"), count(page, "</svg>"));
+}
+
+// A stage of one epoch (a short search) is drawn as a dot: a line through one
+// point would show nothing.
+TEST(Report, ALoneEpochIsDrawnAsADot) {
+  json info = model_info();
+  info["report"]["search"].erase("hpo");
+  info["report"].erase("retrain");
+  info["report"]["search"]["search"]["history"] = {{{"epoch", 1}, {"seconds", 2.0}, {"train_loss", 1.5}}};
+  const std::string html = render(info);
+  const size_t begin = html.find("<section id=\"curves\">");
+  const std::string curves = html.substr(begin, html.find("</section>", begin) - begin);
+  EXPECT_EQ(count(curves, "<circle"), 1u);
+  EXPECT_EQ(count(curves, "<polyline"), 0u);
 }
 
 TEST(Report, WhatIsNotARunsRecordIsRefused) {
