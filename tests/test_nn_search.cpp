@@ -10,6 +10,7 @@
 #include "nn/architecture.h"
 #include "nn/backbones.h"
 #include "nn/searchable_conv.h"
+#include "search/cost.h"
 #include "search/dash.h"
 #include "support/reference.h"
 #include "task/loss_metric.h"
@@ -532,6 +533,55 @@ TEST(Training, TheChosenNetworkRespectsTheCostLimit) {
   const double plain = out.report["networks"]["backbone"]["macs_per_sample"].get<double>();
   EXPECT_LE(searched, 1.2 * plain * (1 + 1e-9));
   EXPECT_GT(out.report["networks"]["backbone"]["params"].get<int64_t>(), 0);
+}
+
+// Where timing every candidate at the step's batch would overrun the cost
+// model's time, the candidates are timed at fewer samples and scaled, rather
+// than replaced by MACs (Darcy's 85x85 maps fell back to MACs in every run).
+TEST(Costs, ATightLimitTimesCandidatesAtFewerSamplesInsteadOfCountingMacs) {
+  BackboneSpec b;
+  b.kind = BackboneKind::kWideResNet;
+  b.depth = 10;
+  b.in_channels = 1;
+  b.spatial = {16, 16};
+  b.num_outputs = 2;
+  const CandidateSpace space{{3, 5, 7}, {1, 2}};
+  torch::manual_seed(0);
+  const at::Tensor sample = torch::randn({64, 1, 16, 16});
+  using dash::search::CostModelKind;
+  const auto full = dash::search::measure_costs(b, space, sample, CostModelKind::kMeasured);
+  ASSERT_EQ(full.kind, CostModelKind::kMeasured);
+  EXPECT_EQ(full.timing_batch, 64);
+  // The backbone's own timings (a probe and three steps), and a quarter of
+  // the candidates' time.
+  const double backbone_s = 4.0 * full.backbone_step_ms / 1000.0;
+  const double limit = backbone_s + std::max(0.0, full.seconds - backbone_s) / 4.0;
+  const auto tight = dash::search::measure_costs(b, space, sample, CostModelKind::kMeasured, limit);
+  std::printf("limit %.2f s (unlimited took %.2f s): %s, timing batch %lld %s\n", limit, full.seconds,
+              tight.kind == CostModelKind::kMeasured ? "measured" : "macs", static_cast<long long>(tight.timing_batch),
+              tight.fallback.c_str());
+  // Fewer samples were tried before MACs were: measured at under 64, or
+  // MACs only after trying fewer (a fixed cost per call dominates at these
+  // small sizes, so fewer samples may not save enough).
+  if (tight.kind == CostModelKind::kMeasured) {
+    EXPECT_EQ(tight.fallback, "");
+    EXPECT_GE(tight.timing_batch, 1);
+    EXPECT_LT(tight.timing_batch, 64);
+    EXPECT_EQ(tight.to_json()["timing_batch"], tight.timing_batch);
+    ASSERT_EQ(tight.layers.size(), full.layers.size());
+    for (const auto& layer : tight.layers) {
+      ASSERT_EQ(layer.ms.size(), static_cast<size_t>(space.size()));
+      for (double ms : layer.ms) EXPECT_GT(ms, 0);
+    }
+  } else {
+    EXPECT_NE(tight.fallback.find("even at"), std::string::npos) << tight.fallback;
+    EXPECT_EQ(tight.fallback.find("even at 64 of 64"), std::string::npos) << tight.fallback;
+  }
+  // No time at all: MACs, saying why.
+  const auto none = dash::search::measure_costs(b, space, sample, CostModelKind::kMeasured, 1e-6);
+  EXPECT_EQ(none.kind, CostModelKind::kMacs);
+  EXPECT_NE(none.fallback, "");
+  EXPECT_EQ(none.timing_batch, 0);
 }
 
 TEST(Training, ResumeFromACheckpointEqualsAnUninterruptedRun) {

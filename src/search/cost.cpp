@@ -71,6 +71,7 @@ nlohmann::json CostModel::to_json() const {
   for (const auto& c : layers) l.push_back({{"ms", c.ms}, {"macs", c.macs}});
   return {{"model", kind == CostModelKind::kMeasured ? "measured" : "macs"},
           {"fallback", fallback},
+          {"timing_batch", timing_batch},
           {"backbone_step_ms", backbone_step_ms},
           {"probe_step_ms", probe_step_ms},
           {"backbone_macs", backbone_macs},
@@ -162,53 +163,91 @@ CostModel costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& spa
   }
   if (kind == CostModelKind::kMeasured) model.backbone_step_ms = median_ms(3, backbone_step, /*warm=*/probe);
   const int64_t batch = x.size(0);
-  // (in, out, stride, spatial..., taps, dilation) -> ms: candidates that
-  // cropping makes identical, and layers of the same shape, are timed once.
-  std::map<std::vector<int64_t>, double> timed;
+  // Every layer's candidates as timing keys (in, out, stride, taps,
+  // dilation, spatial...): candidates that cropping makes identical, and
+  // layers of the same shape, are timed once.
+  std::vector<std::vector<std::vector<int64_t>>> keys;
+  std::vector<std::vector<int64_t>> distinct;
   for (const auto& conv : net->searchable()) {
     const nn::ConvShape& s = conv->shape();
     const std::vector<int64_t> spatial = conv->last_input_spatial();
     LayerCost cost;
+    keys.emplace_back();
     for (int64_t j = 0; j < space.size(); ++j) {
       const int64_t k = space.kernel_size(j), d = space.dilation(j);
       cost.macs.push_back(nn::conv_macs(s, spatial, k, d, 1));
-      if (kind != CostModelKind::kMeasured) continue;
       int64_t taps = 1;
       for (int64_t n : spatial) taps = std::max(taps, nn::cropped_taps(k, d, n));
       std::vector<int64_t> key{s.in, s.out, s.stride, taps, taps == 1 ? 1 : d};
       key.insert(key.end(), spatial.begin(), spatial.end());
-      auto it = timed.find(key);
-      if (it == timed.end() && over_time()) {
-        CostModel macs = costs(backbone, space, sample, CostModelKind::kMacs, 0, false);
-        macs.probe_step_ms = model.probe_step_ms;
-    macs.fallback = "timing every candidate would take over " + std::to_string(max_seconds) +
-                        " s (5% of the budget); multiply-accumulates were counted instead";
-        macs.seconds = ms_since(t0) / 1000.0;
-        return macs;
-      }
-      if (it == timed.end()) {
-        std::vector<int64_t> xs{batch, s.in};
-        xs.insert(xs.end(), spatial.begin(), spatial.end());
-        std::vector<int64_t> ws{s.out, s.in};
-        for (size_t a = 0; a < spatial.size(); ++a) ws.push_back(taps);
-        const at::Tensor in = torch::randn(xs).requires_grad_(true);
-        const at::Tensor w = (torch::randn(ws) * 0.1).requires_grad_(true);
-        const at::Tensor b = torch::zeros({s.out}).requires_grad_(true);
-        const double ms = median_ms(2, [&] {
-          at::Tensor y = nn::fixed_conv(in, w, b, taps == 1 ? 1 : d, s.stride, 1);
-          y.backward(torch::ones_like(y));
-        });
-        it = timed.emplace(key, ms).first;
-      }
-      cost.ms.push_back(it->second);
-    }
-    if (kind != CostModelKind::kMeasured) {
+      if (std::find(distinct.begin(), distinct.end(), key) == distinct.end()) distinct.push_back(key);
+      keys.back().push_back(key);
       // Machine-blind: MACs in units of the backbone's, as if it took 1 ms.
-      for (double m : cost.macs) cost.ms.push_back(m / model.backbone_macs);
+      if (kind != CostModelKind::kMeasured) cost.ms.push_back(cost.macs.back() / model.backbone_macs);
     }
     model.layers.push_back(cost);
   }
-  if (kind != CostModelKind::kMeasured) model.backbone_step_ms = 1.0;
+  if (kind != CostModelKind::kMeasured) {
+    model.backbone_step_ms = 1.0;
+    model.seconds = ms_since(t0) / 1000.0;
+    return model;
+  }
+  // One forward and backward of the layer alone, at `tb` samples.
+  auto time_key = [&](const std::vector<int64_t>& key, int64_t tb) {
+    const int64_t in = key[0], out = key[1], stride = key[2], taps = key[3], d = key[4];
+    std::vector<int64_t> xs{tb, in}, ws{out, in};
+    xs.insert(xs.end(), key.begin() + 5, key.end());
+    for (size_t a = 5; a < key.size(); ++a) ws.push_back(taps);
+    const at::Tensor xin = torch::randn(xs).requires_grad_(true);
+    const at::Tensor w = (torch::randn(ws) * 0.1).requires_grad_(true);
+    const at::Tensor b = torch::zeros({out}).requires_grad_(true);
+    return median_ms(2, [&] {
+      at::Tensor y = nn::fixed_conv(xin, w, b, d, stride, 1);
+      y.backward(torch::ones_like(y));
+    });
+  };
+  // Timed at the step's batch where that fits in max_seconds. Where the
+  // timings so far say the rest would not (large dense maps: Darcy's
+  // full-batch timings overran 10 s in every run), the rest is timed at
+  // fewer samples, each time scaled by batch / tb (a layer's time grows about
+  // linearly with the batch at such sizes; at small ones a fixed cost per
+  // call dominates and fewer samples save little). Only when even that does
+  // not fit do MACs stand in. The keys left are weighed by their MACs.
+  auto key_macs = [](const std::vector<int64_t>& key) {
+    double m = static_cast<double>(key[0] * key[1]);
+    for (size_t a = 5; a < key.size(); ++a) m *= static_cast<double>(key[3] * ((key[a] + key[2] - 1) / key[2]));
+    return m;
+  };
+  double macs_left = 0;
+  for (const auto& key : distinct) macs_left += key_macs(key);
+  std::map<std::vector<int64_t>, double> timed;
+  int64_t tb = batch;
+  for (size_t i = 0; i < distinct.size(); ++i) {
+    if (over_time()) {
+      CostModel macs = costs(backbone, space, sample, CostModelKind::kMacs, 0, false);
+      macs.probe_step_ms = model.probe_step_ms;
+      macs.fallback = "timing every candidate would take over " + std::to_string(max_seconds) +
+                      " s (5% of the budget), even at " + std::to_string(tb) + " of " + std::to_string(batch) +
+                      " samples; multiply-accumulates were counted instead";
+      macs.seconds = ms_since(t0) / 1000.0;
+      return macs;
+    }
+    const auto k0 = Clock::now();
+    timed[distinct[i]] = time_key(distinct[i], tb) * static_cast<double>(batch) / static_cast<double>(tb);
+    const double ms = ms_since(k0), m = key_macs(distinct[i]);
+    macs_left -= m;
+    if (max_seconds > 0 && tb > 1 && macs_left > 0) {
+      const double projected = 1.5 * ms * macs_left / m;  // the rest at this key's ms per MAC
+      const double left = 1000.0 * max_seconds - ms_since(t0);
+      if (projected > left) {
+        tb = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(tb) * std::max(0.0, left) / projected));
+      }
+    }
+  }
+  model.timing_batch = tb;
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    for (const auto& key : keys[l]) model.layers[l].ms.push_back(timed.at(key));
+  }
   model.seconds = ms_since(t0) / 1000.0;
   return model;
 }

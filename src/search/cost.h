@@ -35,6 +35,9 @@ struct CostModel {
   double backbone_macs = 0;      // per sample, the whole plain backbone
   double seconds = 0;            // spent measuring
   std::string fallback;          // why MACs replaced the timings ("" if they did not)
+  // Samples each candidate was timed at (its time then scaled to the step's
+  // batch); 0 for the MACs model.
+  int64_t timing_batch = 0;
 
   // Estimated step time of the network with `choice` (one candidate index per
   // layer): the backbone's step plus each layer's difference to k=3, d=1.
@@ -51,8 +54,10 @@ struct CostModel {
 // and backward of that layer alone at the size it runs at with `batch`
 // samples. Candidates that cropping makes identical at a layer's size are
 // timed once. `sample` is one batch of inputs of the task ([n, c, ...]).
-// When timing would take longer than max_seconds (0: no limit), it stops and
-// returns the MACs model instead, with `fallback` saying why.
+// Where timing at the step's batch would take longer than max_seconds (0: no
+// limit), the candidates are timed at fewer samples (timing_batch) and
+// scaled; when even that does not fit, it stops and returns the MACs model
+// instead, with `fallback` saying why.
 CostModel measure_costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& space,
                         const at::Tensor& sample, CostModelKind kind, double max_seconds = 0);
 
