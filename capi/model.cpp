@@ -1,6 +1,7 @@
 // Trained models: inference, evaluation, files.
 
 #include "capi/internal.h"
+#include "export/onnx_export.h"
 
 namespace {
 
@@ -88,6 +89,25 @@ dash_status dash_model_set_device(dash_model* model, const char* device) {
     const at::Device target = dash::api::device_named(device);
     const auto lock = dash::capi::moving(*model);
     model->model->to(target);
+  });
+}
+
+dash_status dash_model_export_onnx(const dash_model* model, const char* path, const char* options_json) {
+  return guarded("dash_model_export_onnx", [&] {
+    require(model, "model");
+    require(path, "path");
+    nlohmann::json options = nlohmann::json::object();
+    if (options_json && *options_json) {
+      try {
+        options = nlohmann::json::parse(options_json);
+      } catch (const nlohmann::json::exception& e) {
+        throw std::invalid_argument(std::string("the ONNX export options are not valid JSON (") + e.what() +
+                                    "); pass an object such as {\"opset\": 13} or NULL for the defaults");
+      }
+    }
+    const auto parsed = dash::deploy::OnnxOptions::from_json(options);
+    const auto lock = dash::capi::reading(*model);
+    dash::deploy::export_onnx(*model->model, path, parsed);
   });
 }
 

@@ -16,6 +16,7 @@ packages=(
   libfftw3-dev            # FFTW: the CPU transforms (float and double, OpenMP)
   libopenblas0-openmp     # LibTorch's BLAS calls; Debian's default BLAS is the slow reference one
   nlohmann-json3-dev      # JSON options and metadata
+  libonnx-dev             # ONNX export: the protobuf types, checker and shape inference
   libboost-dev libboost-iostreams-dev zlib1g-dev   # CRC-32 and gzip'd IDX files
   ocl-icd-opencl-dev      # only because Debian's dnnl-config.cmake asks for OpenCL
   libgtest-dev            # tests
@@ -24,6 +25,11 @@ packages=(
   golang-go               # the Go binding, with Debian's Go 1.19
   binutils                # nm/objdump: the exported-symbols test
 )
+
+# Node.js and npm run ONNX Runtime (onnxruntime-node from npm) on the
+# exported ONNX files in the tests. Only where npm is missing: a Node.js from
+# elsewhere (NodeSource's carries its own npm) conflicts with Debian's npm.
+if ! command -v npm > /dev/null; then packages+=(nodejs npm); fi
 
 export DEBIAN_FRONTEND=noninteractive
 as_root apt-get update -q

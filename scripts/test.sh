@@ -11,6 +11,19 @@ scripts/setup.sh
 cmake --build build -j "$(nproc)"
 cmake --install build --prefix build/install > /dev/null
 
+# ONNX Runtime for the ONNX export tests, from the npm registry: the package
+# carries its CPU library (--ignore-scripts: its install script would
+# download from elsewhere). Where the registry cannot be reached those tests
+# are skipped, and ctest says so.
+export DASH_ONNXRUNTIME_MODULES="$root/build/onnxruntime/node_modules"
+if [ ! -d "$DASH_ONNXRUNTIME_MODULES/onnxruntime-node" ]; then
+  npm install --ignore-scripts --no-audit --no-fund --cache "$root/build/npm-cache" \
+    --prefix build/onnxruntime onnxruntime-node@1.30.0 \
+    > build/onnxruntime.log 2>&1 ||
+    { tail -n 5 build/onnxruntime.log
+      echo "warning: npm could not install onnxruntime-node (build/onnxruntime.log); the ONNX Runtime tests will be skipped"; }
+fi
+
 # OpenMP threads that spin while waiting made epochs 10-20x slower when another
 # job shared the cores; passive waiting costs nothing measurable here.
 export OMP_WAIT_POLICY=PASSIVE

@@ -11,7 +11,8 @@ for f in dash_version dash_abi_version dash_last_error dash_task_create dash_tas
          dash_task_load_files dash_task_free dash_search dash_arch_to_json dash_arch_from_json \
          dash_arch_free dash_retrain dash_infer dash_evaluate dash_model_save dash_model_load \
          dash_model_set_device dash_model_free dash_string_free dash_options_describe \
-         dash_task_input_size dash_task_target_size dash_model_input_size dash_task_interrupt; do
+         dash_task_input_size dash_task_target_size dash_model_input_size dash_task_interrupt \
+         dash_report_html dash_arch_info dash_model_export_onnx; do
   echo "$symbols" | grep -qx "$f" || { echo "missing export: $f"; exit 1; }
 done
 soname=$(objdump -p "$lib" | awk '/SONAME/ {print $2}')

@@ -317,6 +317,21 @@ DASH_API dash_status dash_report_html(const char *run_json, char **html_out);
  * JSON too. Free with dash_string_free. */
 DASH_API dash_status dash_arch_info(const dash_arch *arch, char **json_out);
 
+/* ---- Added within ABI version 2: ONNX export ----------------------------------- */
+
+/* Writes the model as an ONNX file (atomically; missing parent directories
+ * are created) that computes what dash_infer does: input "input" [batch,
+ * input_shape...], output "output" [batch, num_outputs] or, dense, [batch,
+ * num_outputs, spatial...], float32. Checked with ONNX's checker and strict
+ * shape inference before it is written; metadata properties carry the task,
+ * architecture, normaliser and library version. options_json (NULL or "" for
+ * the defaults): {"opset": 13 (11 to 17), "dynamic_batch": true,
+ * "batch_size": 1 (the fixed batch, with "dynamic_batch": false),
+ * "normalize_input": true (false: the caller feeds (x - mean) / std, the
+ * "normalizer" property)}. A bad option: DASH_INVALID_ARGUMENT naming it. */
+DASH_API dash_status dash_model_export_onnx(const dash_model *model, const char *path,
+                                            const char *options_json);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,7 @@
 //           [--set key=value ...] [--out result.json] [--model model.dash]
 //           [--work-dir DIR] [--resume] [--report report.html] [--list-options]
 //   dashnas report RESULT.json [-o report.html]
+//   dashnas export MODEL.dash [-o MODEL.onnx] [--opset N] [--fixed-batch N] [--no-normalize]
 //
 // Runs DASH (search, guard and hyperparameter grid, then retrain) or the plain
 // backbone (k=3, d=1 everywhere, the same grid, then retrain), evaluates on
@@ -16,7 +17,8 @@
 // Ctrl-C cancels cleanly at the next step; with --work-dir the run resumes
 // from its last checkpoint with --resume. --report (or the report command, on
 // a saved --out file) writes the run's report: one HTML page that opens
-// offline (dash_report_html).
+// offline (dash_report_html). The export command writes a saved model as an
+// ONNX file for runtimes without LibTorch (dash_model_export_onnx).
 
 #include <dash/dash.h>
 
@@ -124,7 +126,8 @@ const char* kUsage =
     "               [--set key=value ...] [--out result.json] [--model model.dash]\n"
     "               [--work-dir DIR] [--resume] [--report report.html]\n"
     "               [--list-options] [--options-markdown]\n"
-    "       dashnas report RESULT.json [-o report.html]\n";
+    "       dashnas report RESULT.json [-o report.html]\n"
+    "       dashnas export MODEL.dash [-o MODEL.onnx] [--opset N] [--fixed-batch N] [--no-normalize]\n";
 
 Args parse_args(int argc, char** argv) {
   Args a;
@@ -338,6 +341,40 @@ int report_command(int argc, char** argv) {
   return 0;
 }
 
+// dashnas export MODEL.dash [-o MODEL.onnx] [--opset N] [--fixed-batch N] [--no-normalize]
+int export_command(int argc, char** argv) {
+  std::string in, out;
+  json options = json::object();
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto number = [&]() {
+      if (i + 1 >= argc) throw std::invalid_argument("export: " + arg + " needs a number");
+      const std::string v = argv[++i];
+      size_t used = 0;
+      const long n = std::stol(v, &used);
+      if (used != v.size()) throw std::invalid_argument("export: " + arg + " needs a number, got " + v);
+      return n;
+    };
+    if ((arg == "-o" || arg == "--out") && i + 1 < argc) out = argv[++i];
+    else if (arg == "--opset") options["opset"] = number();
+    else if (arg == "--fixed-batch") options["dynamic_batch"] = false, options["batch_size"] = number();
+    else if (arg == "--no-normalize") options["normalize_input"] = false;
+    else if (in.empty() && arg[0] != '-') in = arg;
+    else throw std::invalid_argument("export: unexpected argument " + arg);
+  }
+  if (in.empty()) throw std::invalid_argument("export needs a model file: dashnas export MODEL.dash [-o MODEL.onnx]");
+  if (out.empty()) {
+    const bool dash_ext = in.size() > 5 && in.compare(in.size() - 5, 5, ".dash") == 0;
+    out = (dash_ext ? in.substr(0, in.size() - 5) : in) + ".onnx";
+  }
+  dash_model* model = nullptr;
+  check(dash_model_load(in.c_str(), &model), "dash_model_load");
+  const std::unique_ptr<dash_model, void (*)(dash_model*)> owned(model, dash_model_free);
+  check(dash_model_export_onnx(model, out.c_str(), options.dump().c_str()), "dash_model_export_onnx");
+  std::printf("onnx: %s\n", out.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -345,6 +382,7 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   try {
     if (argc > 1 && std::string(argv[1]) == "report") return report_command(argc, argv);
+    if (argc > 1 && std::string(argv[1]) == "export") return export_command(argc, argv);
     return run(parse_args(argc, argv));
   } catch (const Failure& f) {
     std::fprintf(stderr, "dashnas: %s\n", f.what());

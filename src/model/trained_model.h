@@ -26,6 +26,10 @@ class TrainedModel {
 
   const task::TaskSpec& spec() const { return spec_; }
   const nn::Architecture& architecture() const { return architecture_; }
+  const nn::BackboneSpec& backbone() const { return backbone_; }
+  const task::Normalizer& normalizer() const { return normalizer_; }
+  // The network, in evaluation mode, for exporters: they only read it.
+  const nn::Backbone& net() const { return net_; }
 
   // Values per sample of infer(): num_outputs, times the spatial size for dense tasks.
   int64_t output_size() const;

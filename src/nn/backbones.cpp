@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "util/errors.h"
+
 namespace dash::nn {
 namespace {
 
@@ -22,6 +24,45 @@ int64_t resnet1d_mid_channels(const BackboneSpec& s) {
   int64_t mid = 4;
   for (int64_t i = 0; i < s.num_outputs / 10 && mid < 64; ++i) mid *= 4;
   return std::min<int64_t>(mid, 64) * s.width;
+}
+
+// An ordinary torch::nn::Conv1d/Conv2d (shortcuts, the dense head, the 1D
+// stem) as a PlainConv; `pad` on every side.
+PlainConv plain_conv(const torch::nn::Module& m, int64_t pad) {
+  auto& module = const_cast<torch::nn::Module&>(m);  // as<>() is not const; nothing is changed
+  if (auto* c = module.as<torch::nn::Conv1dImpl>()) {
+    return {c->weight, c->bias, 1, c->options.stride()->at(0), 1, {pad, pad}};
+  }
+  if (auto* c = module.as<torch::nn::Conv2dImpl>()) {
+    return {c->weight, c->bias, 1, c->options.stride()->at(0), 1, {pad, pad, pad, pad}};
+  }
+  throw std::logic_error("plain_conv: " + m.name() + " is not a Conv1d or Conv2d");
+}
+
+GraphValue trace_batch_norm(GraphSink& g, const torch::nn::AnyModule& m, const GraphValue& x,
+                            const std::string& name) {
+  torch::nn::Module& module = *m.ptr();
+  if (auto* b = module.as<torch::nn::BatchNorm1dImpl>()) {
+    return g.batch_norm(x, b->weight, b->bias, b->running_mean, b->running_var, b->options.eps(), name);
+  }
+  if (auto* b = module.as<torch::nn::BatchNorm2dImpl>()) {
+    return g.batch_norm(x, b->weight, b->bias, b->running_mean, b->running_var, b->options.eps(), name);
+  }
+  throw std::logic_error("trace_batch_norm: " + name + " is not a BatchNorm1d or BatchNorm2d");
+}
+
+GraphValue trace_conv(GraphSink& g, const std::vector<SearchableConv>& layers, const SearchableConv& conv,
+                      const GraphValue& x) {
+  size_t i = 0;
+  while (i < layers.size() && layers[i].get() != conv.get()) ++i;
+  const std::string name = "conv" + std::to_string(i);
+  PlainConv plain;
+  try {
+    plain = conv->plain(x.spatial);
+  } catch (const Unsupported& e) {
+    throw Unsupported("searchable layer " + std::to_string(i) + " (" + name + "): " + e.what());
+  }
+  return g.conv(x, plain, name);
 }
 
 }  // namespace
@@ -238,6 +279,59 @@ at::Tensor BackboneImpl::forward_resnet1d(const at::Tensor& x) {
   }
   if (spec_.dense) return head_.forward(h);
   return head_.forward(h.mean({2}));
+}
+
+GraphValue BackboneImpl::trace(GraphSink& g, const GraphValue& x) const {
+  if (x.channels != spec_.in_channels || x.spatial != spec_.spatial) {
+    throw std::invalid_argument("BackboneImpl::trace: the input's shape is not the backbone's");
+  }
+  const GraphValue raw = spec_.kind == BackboneKind::kWideResNet ? trace_wrn(g, x) : trace_resnet1d(g, x);
+  const bool identity = output_scale_.eq(1).all().item<bool>() && output_shift_.eq(0).all().item<bool>();
+  return identity ? raw : g.channel_affine(raw, output_scale_, output_shift_, "output_affine");
+}
+
+// The two trace_* mirror forward_wrn and forward_resnet1d in evaluation mode
+// (dropout is the identity there); tests/capi/test_onnx.cpp checks that they
+// compute the same outputs.
+GraphValue BackboneImpl::trace_wrn(GraphSink& g, GraphValue h) const {
+  h = trace_conv(g, searchable_, stem_, h);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    const std::string name = "block" + std::to_string(i);
+    GraphValue out = trace_conv(g, searchable_, b.conv1, g.relu(trace_batch_norm(g, b.bn1, h, name + "_bn1")));
+    out = trace_conv(g, searchable_, b.conv2, g.relu(trace_batch_norm(g, b.bn2, out, name + "_bn2")));
+    const GraphValue skip = b.shortcut.is_empty() ? h : g.conv(h, plain_conv(*b.shortcut.ptr(), 0), name + "_shortcut");
+    h = g.add(out, skip);
+  }
+  h = g.relu(trace_batch_norm(g, head_bn_, h, "head_bn"));
+  return head(g, h);
+}
+
+GraphValue BackboneImpl::trace_resnet1d(GraphSink& g, GraphValue h) const {
+  if (stem1d_) {
+    h = g.relu(trace_batch_norm(g, torch::nn::AnyModule(stem1d_bn_), g.conv(h, plain_conv(*stem1d_, spec_.stem_stride), "stem"),
+                                "stem_bn"));
+  }
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    const std::string name = "block" + std::to_string(i);
+    GraphValue out = g.relu(trace_batch_norm(g, b.bn1, trace_conv(g, searchable_, b.conv1, h), name + "_bn1"));
+    out = g.relu(trace_batch_norm(g, b.bn2, trace_conv(g, searchable_, b.conv2, out), name + "_bn2"));
+    out = g.relu(trace_batch_norm(g, b.bn3, trace_conv(g, searchable_, b.conv3, out), name + "_bn3"));
+    if (b.shortcut.is_empty()) {
+      h = out;
+    } else {
+      const GraphValue skip = g.conv(h, plain_conv(*b.shortcut.ptr(), 0), name + "_shortcut");
+      h = g.add(out, trace_batch_norm(g, b.shortcut_bn, skip, name + "_shortcut_bn"));
+    }
+  }
+  return head(g, h);
+}
+
+GraphValue BackboneImpl::head(GraphSink& g, const GraphValue& h) const {
+  if (spec_.dense) return g.conv(h, plain_conv(*head_.ptr(), 0), "head");
+  auto* linear = head_.ptr()->as<torch::nn::LinearImpl>();
+  return g.linear(g.global_mean(h), linear->weight, linear->bias, "head");
 }
 
 Architecture BackboneImpl::architecture() const {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nn/architecture.h"
+#include "nn/graph.h"
 #include "nn/searchable_conv.h"
 #include "task/task_spec.h"
 
@@ -69,6 +70,11 @@ class BackboneImpl : public torch::nn::Module {
   // Architecture logits, and every other parameter.
   std::vector<at::Tensor> arch_parameters();
   std::vector<at::Tensor> weight_parameters();
+  // What forward() computes in evaluation mode, one operation at a time, on
+  // x (the normalised input, [n, in_channels, spatial...]); returns the
+  // output. Every searchable layer must be FIXED or frozen (else
+  // dash::Unsupported naming it).
+  GraphValue trace(GraphSink& g, const GraphValue& x) const;
   // Multiply-accumulates per sample of every convolution and the head, at
   // the sizes of the last forward (run one first).
   double macs_per_sample() const;
@@ -76,6 +82,9 @@ class BackboneImpl : public torch::nn::Module {
  private:
   at::Tensor forward_wrn(const at::Tensor& x);
   at::Tensor forward_resnet1d(const at::Tensor& x);
+  GraphValue trace_wrn(GraphSink& g, GraphValue h) const;
+  GraphValue trace_resnet1d(GraphSink& g, GraphValue h) const;
+  GraphValue head(GraphSink& g, const GraphValue& h) const;
   SearchableConv make_conv(const LayerSetup& setup, const ConvShape& shape);
 
   BackboneSpec spec_;

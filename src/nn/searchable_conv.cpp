@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "ops/spectral_conv.h"
+#include "util/errors.h"
 
 namespace dash::nn {
 namespace {
@@ -54,27 +55,31 @@ double conv_macs(const ConvShape& shape, const std::vector<int64_t>& spatial, in
   return macs;
 }
 
+CroppedKernel crop_kernel(const at::Tensor& weight, int64_t dilation, const std::vector<int64_t>& spatial) {
+  const int64_t full_half = (weight.size(2) - 1) / 2;
+  CroppedKernel c{weight, {}, 1};
+  for (size_t a = 0; a < spatial.size(); ++a) {
+    const int64_t axis = 2 + static_cast<int64_t>(a);
+    const int64_t half = (cropped_taps(weight.size(axis), dilation, spatial[a]) - 1) / 2;
+    if (half < full_half) c.weight = c.weight.narrow(axis, full_half - half, 2 * half + 1);
+    c.pad.push_back(dilation * half);
+    c.taps = std::max(c.taps, 2 * half + 1);
+  }
+  return c;
+}
+
 at::Tensor fixed_conv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias_t,
                       int64_t dilation, int64_t stride, int64_t groups) {
   const int dims = static_cast<int>(x.dim()) - 2;
-  const int64_t full_half = (weight.size(2) - 1) / 2;
   // Per axis, keep only the taps that can touch the input (exact).
-  at::Tensor w = weight;
-  std::vector<int64_t> pad;
-  int64_t taps = 1;
-  for (int a = 0; a < dims; ++a) {
-    const int64_t half = (cropped_taps(weight.size(2 + a), dilation, x.size(2 + a)) - 1) / 2;
-    if (half < full_half) w = w.narrow(2 + a, full_half - half, 2 * half + 1);
-    pad.push_back(dilation * half);
-    taps = std::max(taps, 2 * half + 1);
-  }
+  const CroppedKernel c = crop_kernel(weight, dilation, {x.sizes().begin() + 2, x.sizes().end()});
   const c10::optional<at::Tensor> bias =
       bias_t.defined() ? c10::optional<at::Tensor>(bias_t) : c10::nullopt;
-  if (use_spectral(dims, taps, dilation)) {
-    return ops::spectral_conv(x, dilate_kernel(w, dilation), bias, {stride}, groups);
+  if (use_spectral(dims, c.taps, dilation)) {
+    return ops::spectral_conv(x, dilate_kernel(c.weight, dilation), bias, {stride}, groups);
   }
-  if (dims == 1) return at::conv1d(x, w, bias_t, {stride}, pad, {dilation}, groups);
-  return at::conv2d(x, w, bias_t, {stride, stride}, pad, {dilation, dilation}, groups);
+  if (dims == 1) return at::conv1d(x, c.weight, bias_t, {stride}, c.pad, {dilation}, groups);
+  return at::conv2d(x, c.weight, bias_t, {stride, stride}, c.pad, {dilation, dilation}, groups);
 }
 
 at::Tensor dilate_kernel(const at::Tensor& w, int64_t d) {
@@ -188,20 +193,35 @@ int64_t SearchableConvImpl::active_field() const {
   return field;
 }
 
-at::Tensor SearchableConvImpl::forward(const at::Tensor& x) {
-  last_spatial_.assign(x.sizes().begin() + 2, x.sizes().end());
+SearchableConvImpl::Single SearchableConvImpl::single() const {
   if (!mixture_) {
     // Causal: the k taps become the past half of a centred 2k-1 tap kernel
-    // whose future half is zero, so every path below stays a "same" one.
+    // whose future half is zero, so every path stays a "same" one.
     const at::Tensor w = shape_.causal ? at::constant_pad_nd(weight_, {0, fixed_.kernel_size - 1})
                                        : weight_;
-    return fixed_conv(x, w, bias_, fixed_.dilation, shape_.stride, 1);
+    return {w, fixed_.dilation, 1};
   }
-  if (frozen()) {
-    const int64_t j = frozen_.item<int64_t>();
-    return fixed_conv(x, candidates_[static_cast<size_t>(j)], bias_, space_.dilation(j),
-                      shape_.stride, groups_);
+  if (!frozen()) return {};
+  const int64_t j = frozen_.item<int64_t>();
+  return {candidates_[static_cast<size_t>(j)], space_.dilation(j), groups_};
+}
+
+PlainConv SearchableConvImpl::plain(const std::vector<int64_t>& spatial) const {
+  const Single s = single();
+  if (!s.weight.defined()) {
+    throw Unsupported("a searchable layer still mixes " + std::to_string(active_count()) +
+                      " candidates; only a FIXED (retrained) or frozen layer is one convolution");
   }
+  const CroppedKernel c = crop_kernel(s.weight, s.dilation, spatial);
+  std::vector<int64_t> pads = c.pad;
+  pads.insert(pads.end(), c.pad.begin(), c.pad.end());
+  return {c.weight, bias_, s.dilation, shape_.stride, s.groups, pads};
+}
+
+at::Tensor SearchableConvImpl::forward(const at::Tensor& x) {
+  last_spatial_.assign(x.sizes().begin() + 2, x.sizes().end());
+  const Single s = single();
+  if (s.weight.defined()) return fixed_conv(x, s.weight, bias_, s.dilation, shape_.stride, s.groups);
   // Training samples the mixture with Gumbel noise (DASH); evaluation uses
   // the noiseless probabilities so that scores are deterministic. Pruned
   // candidates get logit -inf, so probability 0 either way.

@@ -34,6 +34,25 @@ at::Tensor dilate_kernel(const at::Tensor& w, int64_t d);
 // when k' >= 7 and (2D or d == 1), else direct.
 bool use_spectral(int dims, int64_t cropped_taps, int64_t dilation);
 
+// A (k, d) kernel with only the taps that can touch an input of the given
+// spatial sizes kept, and the "same" padding (per axis, both sides) that
+// goes with it.
+struct CroppedKernel {
+  at::Tensor weight;          // [out, in/groups, k' (, k')]
+  std::vector<int64_t> pad;   // per axis
+  int64_t taps = 1;           // the largest k'
+};
+CroppedKernel crop_kernel(const at::Tensor& w, int64_t dilation, const std::vector<int64_t>& spatial);
+
+// One ordinary convolution, as an exporter writes it: what a FIXED layer
+// computes on inputs of a given size, whichever path fixed_conv takes.
+struct PlainConv {
+  at::Tensor weight;  // cropped (crop_kernel)
+  at::Tensor bias;    // may be undefined
+  int64_t dilation = 1, stride = 1, groups = 1;
+  std::vector<int64_t> pads;  // ONNX order: every axis's begin, then every axis's end
+};
+
 // A "same" convolution of x with the kernel w ([out, in/groups, k (, k)]) at
 // dilation d, by the fastest path for its size (see use_spectral). The taps
 // that cannot touch x are dropped first, so the result is exact.
@@ -88,6 +107,10 @@ class SearchableConvImpl : public torch::nn::Module {
   // Spatial sizes of the last input seen ([] before any forward): the cost
   // model measures each layer at the size it actually runs at.
   const std::vector<int64_t>& last_input_spatial() const { return last_spatial_; }
+  // The layer as one ordinary convolution on inputs of these spatial sizes
+  // (FIXED, or a frozen MIXTURE). A layer that still mixes candidates has no
+  // such form: throws dash::Unsupported.
+  PlainConv plain(const std::vector<int64_t>& spatial) const;
   // conv_macs of its choice at the last input size (FIXED: a full convolution).
   double macs() const;
 
@@ -96,6 +119,13 @@ class SearchableConvImpl : public torch::nn::Module {
 
  private:
   at::Tensor masked_logits() const;
+  // The one centred kernel a FIXED or frozen layer computes with; an
+  // undefined weight while the layer mixes candidates.
+  struct Single {
+    at::Tensor weight;
+    int64_t dilation = 1, groups = 1;
+  };
+  Single single() const;
 
   ConvShape shape_;
   bool mixture_ = false;
