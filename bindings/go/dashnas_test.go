@@ -377,6 +377,20 @@ func TestSearchRetrainInferSaveLoad(t *testing.T) {
 	if err := model.Save(path); err != nil {
 		t.Fatal(err)
 	}
+	// ONNX export: the file, and a refused option (tests/capi/test_onnx.cpp
+	// checks what the file computes against ONNX Runtime).
+	onnx := filepath.Join(t.TempDir(), "model.onnx")
+	if err := model.ExportONNX(onnx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(onnx); err != nil || !strings.Contains(string(data), "dashnas_version") {
+		t.Errorf("ExportONNX wrote no ONNX file with metadata (%v)", err)
+	}
+	asError(t, model.ExportONNX(onnx+".bad", `{"opset": 3}`), dashnas.InvalidArgument)
+	if _, err := os.Stat(onnx + ".bad"); err == nil {
+		t.Errorf("a refused export left a file")
+	}
+
 	loaded, err := dashnas.LoadModel(path)
 	if err != nil {
 		t.Fatal(err)

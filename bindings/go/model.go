@@ -175,6 +175,25 @@ func (m *Model) Save(path string) error {
 	return check(C.dashgo_model_save(p, s, &msg), msg)
 }
 
+// ExportONNX writes the model as an ONNX file (atomically) that computes
+// what Infer does, for runtimes without LibTorch: input "input" [batch,
+// input_shape...], output "output". optionsJSON: "" for the defaults, or e.g.
+// {"opset": 17, "dynamic_batch": false, "batch_size": 8, "normalize_input":
+// false} (see dash_model_export_onnx).
+func (m *Model) ExportONNX(path, optionsJSON string) error {
+	p, unlock, err := m.use("Model.ExportONNX")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s := cString(path)
+	defer freeCString(s)
+	o := cString(optionsJSON)
+	defer freeCString(o)
+	var msg *C.char
+	return check(C.dashgo_model_export_onnx(p, s, o, &msg), msg)
+}
+
 // SetDevice chooses where Infer and Evaluate compute: "cpu" (where every
 // model starts), "cuda" (Unsupported without a CUDA build and a GPU) or
 // "auto". Inputs and outputs stay in host memory. The library makes it wait

@@ -121,6 +121,11 @@ dash_status dashgo_model_save(const dash_model *model, const char *path, char **
   DASHGO_CALL(dash_model_save(model, path));
 }
 
+dash_status dashgo_model_export_onnx(const dash_model *model, const char *path, const char *options,
+                                     char **err) {
+  DASHGO_CALL(dash_model_export_onnx(model, path, options));
+}
+
 dash_status dashgo_model_load(const char *path, dash_model **out, char **err) {
   DASHGO_CALL(dash_model_load(path, out));
 }

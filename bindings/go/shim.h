@@ -48,6 +48,8 @@ dash_status dashgo_evaluate(const dash_model *model, const dash_task *task, dash
                             char **report_json, char **err);
 dash_status dashgo_model_info(const dash_model *model, char **json_out, char **err);
 dash_status dashgo_model_save(const dash_model *model, const char *path, char **err);
+dash_status dashgo_model_export_onnx(const dash_model *model, const char *path, const char *options,
+                                     char **err);
 dash_status dashgo_model_load(const char *path, dash_model **out, char **err);
 dash_status dashgo_model_set_device(dash_model *model, const char *device, char **err);
 

@@ -145,4 +145,11 @@ extern "C" {
     // Added within ABI version 2: the run report.
     pub fn dash_report_html(run_json: *const c_char, html_out: *mut *mut c_char) -> dash_status;
     pub fn dash_arch_info(arch: *const dash_arch, json_out: *mut *mut c_char) -> dash_status;
+
+    // Added within ABI version 2: ONNX export.
+    pub fn dash_model_export_onnx(
+        model: *const dash_model,
+        path: *const c_char,
+        options_json: *const c_char,
+    ) -> dash_status;
 }

@@ -825,6 +825,17 @@ impl Model {
         check(unsafe { ffi::dash_model_save(self.raw, path.as_ptr()) })
     }
 
+    /// Writes the model as an ONNX file (atomically) that computes what
+    /// `infer` does, for runtimes without LibTorch: input "input" [batch,
+    /// input_shape...], output "output". `options_json`: "" for the defaults,
+    /// or e.g. `{"opset": 17, "dynamic_batch": false, "batch_size": 8,
+    /// "normalize_input": false}` (see `dash_model_export_onnx`).
+    pub fn export_onnx(&self, path: impl AsRef<Path>, options_json: &str) -> Result<()> {
+        let path = c_path(path.as_ref(), "ONNX path")?;
+        let options = c_string(options_json, "ONNX export options")?;
+        check(unsafe { ffi::dash_model_export_onnx(self.raw, path.as_ptr(), options.as_ptr()) })
+    }
+
     /// Where `infer` and `evaluate` compute: "cpu" (where every model
     /// starts), "cuda" (`Status::Unsupported` without a CUDA build and a GPU)
     /// or "auto". Inputs and outputs stay in host memory. Waits for the calls

@@ -435,6 +435,17 @@ fn search_retrain_infer_save_load_and_threads() {
     // A path under a regular file cannot be written.
     let err = model.save(path.join("m.dash")).unwrap_err();
     assert_eq!(err.status(), Status::IoError, "{}", err);
+    // ONNX export: the file, and a refused option (tests/capi/test_onnx.cpp
+    // checks what the file computes against ONNX Runtime).
+    let onnx = temp_path("model.onnx");
+    model.export_onnx(&onnx, "").expect("export_onnx");
+    let bytes = std::fs::read(&onnx).expect("read the ONNX file");
+    assert!(bytes.windows(15).any(|w| w == b"dashnas_version"), "no metadata in the ONNX file");
+    std::fs::remove_file(&onnx).ok();
+    let err = model.export_onnx(&onnx, r#"{"opset": 3}"#).unwrap_err();
+    assert_eq!(err.status(), Status::InvalidArgument, "{}", err);
+    assert!(err.to_string().contains("opset"), "{}", err);
+    assert!(!onnx.exists(), "a refused export left a file");
     let loaded = Model::load(&path).expect("load");
     let err = loaded.set_device("gpu").unwrap_err();
     assert_eq!(err.status(), Status::InvalidArgument, "{}", err);
