@@ -896,3 +896,60 @@ TEST(Training, ASearchedWideFieldBeatsThePlainBackbone) {
 }
 
 }  // namespace
+
+TEST(Retrain, StartsFromTheWeightsTheSearchsWinningTrialTrained) {
+  const auto spec = dash::task::TaskSpec::from_json(
+      {{"kind", "classification"}, {"input_shape", {1, 12, 12}}, {"num_classes", 3}});
+  torch::manual_seed(11);
+  auto split = [](int64_t n) {
+    return dash::task::Split{torch::randn({n, 1, 12, 12}), torch::randint(3, {n}, torch::kLong)};
+  };
+  const dash::task::Dataset data{split(64), split(32), {}};
+  dash::search::SearchOptions so;
+  so.arch_search = false;
+  so.batch_size = 16;
+  so.hpo_epochs = 1;
+  so.grid = {{0.05, 0.9, 5e-4, 0.0}, {0.01, 0.9, 5e-4, 0.0}};
+  const auto found = dash::search::run_search(spec, data, so, nullptr);
+  ASSERT_TRUE(found.trained) << found.report.dump();
+  EXPECT_TRUE(found.report["hpo"].contains("trained_trial"));
+  std::vector<at::Tensor> trial;
+  for (const auto& p : found.trained->parameters()) trial.push_back(p.detach().clone());
+
+  // A retrain at a rate too small to move anything ends where it started:
+  // at the trial's weights when warm, elsewhere when cold.
+  const dash::train::Hyperparams still{1e-9, 0.0, 0.0, 0.0};
+  dash::search::RetrainOptions ro;
+  ro.epochs = 1;
+  ro.batch_size = 16;
+  ro.warm = found.trained;
+  auto warm = dash::search::run_retrain(spec, data, found.architecture, still, ro, nullptr);
+  EXPECT_EQ(warm.report["warm_start"]["used"], true) << warm.report["warm_start"].dump();
+  auto params = warm.model->parameters();
+  ASSERT_EQ(params.size(), trial.size());
+  for (size_t i = 0; i < trial.size(); ++i) {
+    EXPECT_LT((params[i].detach() - trial[i]).abs().max().item<double>(), 1e-6) << "parameter " << i;
+  }
+  // The trial itself is only read (several handles may share it).
+  const auto after = found.trained->parameters();
+  for (size_t i = 0; i < trial.size(); ++i) EXPECT_TRUE(after[i].equal(trial[i])) << "parameter " << i;
+
+  ro.warm_start = false;
+  auto cold = dash::search::run_retrain(spec, data, found.architecture, still, ro, nullptr);
+  EXPECT_EQ(cold.report["warm_start"]["used"], false);
+  EXPECT_EQ(cold.report["warm_start"]["why"], "warm_start is off");
+  double moved = 0;
+  params = cold.model->parameters();
+  for (size_t i = 0; i < trial.size(); ++i) {
+    moved = std::max(moved, (params[i].detach() - trial[i]).abs().max().item<double>());
+  }
+  EXPECT_GT(moved, 1e-3);
+
+  // Another width than the trial's: a cold start that says why.
+  ro.warm_start = true;
+  ro.width = 2;
+  auto wider = dash::search::run_retrain(spec, data, found.architecture, still, ro, nullptr);
+  EXPECT_EQ(wider.report["warm_start"]["used"], false);
+  EXPECT_NE(wider.report["warm_start"]["why"].get<std::string>().find("does not fit"), std::string::npos)
+      << wider.report["warm_start"].dump();
+}

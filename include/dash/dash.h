@@ -222,7 +222,11 @@ DASH_API void dash_arch_free(dash_arch *arch);
 /* ---- Retrain, infer, evaluate ------------------------------------------------ */
 
 /* Trains the discrete network `arch` on train, keeping the weights that
- * validated best. Options as for dash_search (see dash_options_describe). */
+ * validated best. An arch from dash_search also holds the weights its
+ * winning guard or grid trial trained, and the retrain starts from them
+ * (option "warm_start"; the record's report.warm_start says whether it did);
+ * dash_arch_to_json does not carry them. Options as for dash_search (see
+ * dash_options_describe). */
 DASH_API dash_status dash_retrain(const dash_task *task, const dash_arch *arch,
                                   const char *options_json, dash_progress_fn progress,
                                   void *user_data, dash_model **out);

@@ -191,6 +191,9 @@ const std::vector<OptionDef>& table() {
                    "overrides the architecture's weight decay"),
       retrain_only("dropout", "number", [](auto& c) -> auto& { return c.hp.dropout; },
                    within(0, true, 1, false), "overrides the architecture's dropout"),
+      retrain_only("warm_start", "bool", [](auto& c) -> auto& { return c.retrain.warm_start; }, {},
+                   "start from the weights the search's winning trial trained (an architecture from "
+                   "dash_search in this process, same width and depth); false: from random weights"),
       search_only("arch_search", "bool", [](auto& c) -> auto& { return c.search.arch_search; }, {}, {},
                   "false: no search, the plain backbone (k=3, d=1) with the same hyperparameter grid"),
       search_only("arch_lr", "number", [](auto& c) -> auto& { return c.search.arch.lr; }, {},

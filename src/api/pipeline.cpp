@@ -171,7 +171,8 @@ ArchChoice search(const TaskData& task, const SearchCall& options, const train::
   search::SearchOptions so = options.search;
   so.time_budget_s = budget_left(so.time_budget_s, t_call);
   auto outcome = search::run_search(task.spec, data, so, progress);
-  return {outcome.architecture, outcome.hp, outcome.report};
+  if (outcome.trained) outcome.trained->to(at::kCPU);
+  return {outcome.architecture, outcome.hp, outcome.report, outcome.trained};
 }
 
 std::unique_ptr<model::TrainedModel> retrain(const TaskData& task, const ArchChoice& arch,
@@ -192,6 +193,7 @@ std::unique_ptr<model::TrainedModel> retrain(const TaskData& task, const ArchCho
   if (probe.value("batch_size", int64_t{0}) == ro.batch_size && probe.value("width", 0) == ro.width) {
     ro.expected_step_s = probe.value("ms", 0.0) / 1000.0;
   }
+  ro.warm = arch.trained;
   auto r = search::run_retrain(task.spec, data, arch.architecture, hp, ro, progress);
   json report = r.report;
   if (!arch.report.empty()) report["search"] = arch.report;

@@ -53,6 +53,10 @@ struct ArchChoice {
   nn::Architecture architecture;
   train::Hyperparams hp;
   nlohmann::json report;
+  // The search's trained trial of this network (on the CPU; never trained
+  // further, so handles may share it), which the retrain starts from; null
+  // for an architecture made from JSON. Not part of to_json().
+  nn::Backbone trained{nullptr};
 
   // The architecture's JSON with a "hyperparameters" object.
   nlohmann::json to_json() const;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <stdexcept>
 
+#include "model/weights.h"
 #include "task/loss_metric.h"
 
 namespace dash::search {
@@ -667,6 +668,10 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     outcome.hpo_seconds = seconds_since(t1);
     outcome.report["hpo"] = {{"trials", trials}, {"chosen", outcome.hp.to_json()},
                              {"seconds_per_trial", per_trial}, {"seconds", outcome.hpo_seconds}};
+    if (best.net) {
+      outcome.trained = best.net;
+      outcome.report["hpo"]["trained_trial"] = best.json;
+    }
     if (timed) outcome.report["hpo"]["seconds_left_at_start"] = left_at_start;
     if (!skipped.empty()) outcome.report["hpo"]["stopped"] = skipped;
   }
@@ -712,6 +717,25 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
   nn::LayerSetup fixed;
   fixed.architecture = architecture;
   outcome.model = nn::Backbone(bspec, fixed);
+  // Warm start: the search's trial of this network already trained it for
+  // a while (on the same train split, with these hyperparameters), so the
+  // retrain continues from there with a fresh schedule instead of from
+  // random weights. Where the trial's network differs (another width or
+  // depth was asked for here) the retrain starts cold and says why.
+  nlohmann::json warm;
+  if (options.warm_start && options.warm) {
+    try {
+      model::load_state(*outcome.model, model::module_state(*options.warm));
+      warm = {{"used", true}};
+    } catch (const std::runtime_error& e) {
+      warm = {{"used", false}, {"why", std::string("the search's trial does not fit this network: ") + e.what()}};
+    }
+  } else {
+    warm = {{"used", false},
+            {"why", options.warm_start ? "the architecture carries no trained trial (not from dash_search, or "
+                                         "no trial ran)"
+                                       : "warm_start is off"}};
+  }
 
   train::StageOptions ro;
   ro.stage = "retrain";
@@ -757,7 +781,8 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
                     {"test_metric", number_or_null(outcome.test_metric)},
                     {"metric_name", task::to_string(spec.metric)},
                     {"higher_is_better", task::higher_is_better(spec.metric)},
-                    {"seconds", outcome.seconds}};
+                    {"seconds", outcome.seconds},
+                    {"warm_start", warm}};
   if (!derived.is_null()) outcome.report.update(derived);
   return outcome;
 }

@@ -115,13 +115,23 @@ struct SearchOutcome {
   nlohmann::json report;  // stages, trials, seconds
   double search_seconds = 0;
   double hpo_seconds = 0;
+  // The trial that chose `architecture` and `hp` (the guard's winner or the
+  // grid's best), trained and in the retrain's form; null where no trial ran.
+  // A retrain may start from its weights instead of discarding them.
+  nn::Backbone trained{nullptr};
 };
 
 struct RetrainOptions : CommonOptions {
-  // Not an option: a training step's time measured before the call (0:
+  // Start from `warm`'s weights where it is set and matches the network
+  // (same backbone, width, depth and architecture): the search's time on
+  // that trial is not thrown away. A resumed checkpoint still wins.
+  bool warm_start = true;
+  // Not options: a training step's time measured before the call (0:
   // none; api::retrain takes the search's timed step of the plain backbone),
-  // so that a budget too short to learn in is said before training starts.
+  // so that a budget too short to learn in is said before training starts;
+  // and the search's trained trial (SearchOutcome::trained), or null.
   double expected_step_s = 0;
+  nn::Backbone warm{nullptr};
 };
 
 struct RetrainOutcome {

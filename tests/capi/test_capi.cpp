@@ -2,6 +2,7 @@
 // public header (no LibTorch, no internals), so it tests what ships.
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -266,6 +267,39 @@ TEST(CApi, SearchRetrainInferSaveLoadRoundTrip) {
   dash_string_free(info);
   dash_model_free(loaded);
   dash_model_free(model);
+  dash_task_free(task);
+}
+
+// What the retrain's record says of its start: the search's trained trial
+// when the architecture came from dash_search, nothing from JSON or when off.
+std::string warm_start_of(dash_task* task, dash_arch* arch, const char* options) {
+  dash_model* model = nullptr;
+  EXPECT_EQ(dash_retrain(task, arch, options, nullptr, nullptr, &model), DASH_OK) << dash_last_error();
+  if (!model) return "";
+  char* info = nullptr;
+  EXPECT_EQ(dash_model_info(model, &info), DASH_OK);
+  const auto j = nlohmann::json::parse(take(info));
+  dash_model_free(model);
+  return j["report"]["warm_start"].dump();
+}
+
+TEST(CApi, TheRetrainStartsFromTheSearchsTrainedTrial) {
+  dash_task* task = make_task();
+  dash_arch* arch = nullptr;
+  ASSERT_OK(dash_search(task, R"({"arch_search": false, "hpo_epochs": 1, "threads": 1, "batch_size": 16})",
+                        nullptr, nullptr, &arch));
+  const char* retrain = R"({"epochs": 1, "threads": 1, "batch_size": 16})";
+  EXPECT_EQ(warm_start_of(task, arch, retrain), R"({"used":true})");
+  EXPECT_NE(warm_start_of(task, arch, R"({"epochs": 1, "threads": 1, "batch_size": 16, "warm_start": false})")
+                .find("warm_start is off"),
+            std::string::npos);
+  char* text = nullptr;
+  ASSERT_OK(dash_arch_to_json(arch, &text));
+  dash_arch* from_json = nullptr;
+  ASSERT_OK(dash_arch_from_json(take(text).c_str(), &from_json));
+  EXPECT_NE(warm_start_of(task, from_json, retrain).find("carries no trained trial"), std::string::npos);
+  dash_arch_free(from_json);
+  dash_arch_free(arch);
   dash_task_free(task);
 }
 
