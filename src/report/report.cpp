@@ -213,6 +213,18 @@ std::string summary(const Run& r) {
                             ? num(number(r.top, {"wall_s"})) + " s / " + num(number(r.top, {"budget_s"})) + " s"
                             : "not recorded (the runner's --out file has it)"},
       {"guard", esc(text(rep, {"search", "guard", "chosen"})) + ": " + esc(text(rep, {"search", "guard", "why"}))}};
+  if (const json* w = at(rep, {"warm_start"}); w && w->is_object()) {
+    const json* trial = at(rep, {"search", "hpo", "trained_trial"});
+    std::string from = "random weights";
+    if (w->value("used", false)) {
+      from = trial ? "the " + esc(text(*trial, {"network"})) + " trial's weights (" +
+                         num(number(*trial, {"steps"}), 6) + " steps at lr " + num(number(*trial, {"hp", "lr"})) + ")"
+                   : "the search's trial's weights";
+    } else if (w->contains("why")) {
+      from += " (" + esc(text(*w, {"why"})) + ")";
+    }
+    rows.push_back({"retrain started from", from});
+  }
   std::string s = table({"", ""}, rows);
   if (const json* w = at(rep, {"retrain", "warning"}); w && w->is_string()) {
     s += "<p class=\"warning\">retrain warning: " + esc(w->get<std::string>()) + "</p>\n";

@@ -84,6 +84,12 @@ TEST(Report, EverySectionIsThereAndItsNumbersAreTheRecords) {
   EXPECT_NE(html.find(test_cell.substr(0, test_cell.size() - 5) + " (" +
                       std::to_string(report["test_samples"].get<int64_t>()) + " samples)"),
             std::string::npos);
+  // Where the retrain started: the trial that chose the network.
+  ASSERT_EQ(report["warm_start"]["used"], true) << report["warm_start"].dump();
+  const json& trained = report["search"]["hpo"]["trained_trial"];
+  EXPECT_NE(html.find("<td>the " + trained["network"].get<std::string>() + " trial's weights (" +
+                      std::to_string(trained["steps"].get<int64_t>()) + " steps at lr "),
+            std::string::npos);
   // One table row per trial, and each network's parameter count.
   const std::string trials = html.substr(html.find("<section id=\"trials\">"));
   EXPECT_EQ(count(trials.substr(0, trials.find("</section>")), "<tr>"), report["search"]["hpo"]["trials"].size() + 1);
