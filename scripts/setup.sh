@@ -24,6 +24,7 @@ packages=(
   cargo rustc             # the Rust binding, with Debian's rustc 1.63
   golang-go               # the Go binding, with Debian's Go 1.19
   binutils                # nm/objdump: the exported-symbols test
+  ca-certificates         # HTTPS to the npm registry (ONNX Runtime for the tests)
 )
 
 # Node.js and npm run ONNX Runtime (onnxruntime-node from npm) on the

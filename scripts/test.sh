@@ -17,6 +17,11 @@ cmake --install build --prefix build/install > /dev/null
 # are skipped, and ctest says so.
 export DASH_ONNXRUNTIME_MODULES="$root/build/onnxruntime/node_modules"
 if [ ! -d "$DASH_ONNXRUNTIME_MODULES/onnxruntime-node" ]; then
+  # The system's CA store too (a TLS-inspecting proxy's CA lives there), also
+  # for a Node.js that brings its own list of CAs.
+  if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+  fi
   npm install --ignore-scripts --no-audit --no-fund --cache "$root/build/npm-cache" \
     --prefix build/onnxruntime onnxruntime-node@1.30.0 \
     > build/onnxruntime.log 2>&1 ||
