@@ -552,6 +552,8 @@ TEST(Costs, ATightLimitTimesCandidatesAtFewerSamplesInsteadOfCountingMacs) {
   const auto full = dash::search::measure_costs(b, space, sample, CostModelKind::kMeasured);
   ASSERT_EQ(full.kind, CostModelKind::kMeasured);
   EXPECT_EQ(full.timing_batch, 64);
+  EXPECT_GT(full.timing_scale, 0);
+  EXPECT_LE(full.timing_scale, 1);
   // The backbone's own timings (a probe and three steps), and a quarter of
   // the candidates' time.
   const double backbone_s = 4.0 * full.backbone_step_ms / 1000.0;
@@ -573,6 +575,22 @@ TEST(Costs, ATightLimitTimesCandidatesAtFewerSamplesInsteadOfCountingMacs) {
       ASSERT_EQ(layer.ms.size(), static_cast<size_t>(space.size()));
       for (double ms : layer.ms) EXPECT_GT(ms, 0);
     }
+    // Scaled from fewer samples, the plain layers still fit in the step they
+    // are part of, so every network's estimated step is positive.
+    EXPECT_GT(tight.timing_scale, 0);
+    EXPECT_LE(tight.timing_scale, 1);
+    double plain_sum = 0;
+    for (size_t l = 0; l < tight.layers.size(); ++l) {
+      plain_sum += tight.layers[l].ms[static_cast<size_t>(tight.plain_index(l))];
+    }
+    EXPECT_LE(plain_sum, tight.backbone_step_ms * (1 + 1e-9));
+    std::vector<int64_t> cheapest, dearest;
+    for (const auto& layer : tight.layers) {
+      cheapest.push_back(std::min_element(layer.ms.begin(), layer.ms.end()) - layer.ms.begin());
+      dearest.push_back(std::max_element(layer.ms.begin(), layer.ms.end()) - layer.ms.begin());
+    }
+    EXPECT_GT(tight.step_ms(cheapest), 0);
+    EXPECT_GE(tight.step_ms(dearest), tight.step_ms(cheapest));
   } else {
     EXPECT_NE(tight.fallback.find("even at"), std::string::npos) << tight.fallback;
     EXPECT_EQ(tight.fallback.find("even at 64 of 64"), std::string::npos) << tight.fallback;

@@ -72,6 +72,7 @@ nlohmann::json CostModel::to_json() const {
   return {{"model", kind == CostModelKind::kMeasured ? "measured" : "macs"},
           {"fallback", fallback},
           {"timing_batch", timing_batch},
+          {"timing_scale", timing_scale},
           {"backbone_step_ms", backbone_step_ms},
           {"probe_step_ms", probe_step_ms},
           {"backbone_macs", backbone_macs},
@@ -220,20 +221,24 @@ CostModel costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& spa
   };
   double macs_left = 0;
   for (const auto& key : distinct) macs_left += key_macs(key);
-  std::map<std::vector<int64_t>, double> timed;
+  std::map<std::vector<int64_t>, std::pair<double, int64_t>> timed;  // scaled ms, samples timed at
   int64_t tb = batch;
+  auto macs_instead = [&] {
+    CostModel macs = costs(backbone, space, sample, CostModelKind::kMacs, 0, false);
+    macs.probe_step_ms = model.probe_step_ms;
+    macs.fallback = "timing every candidate would take over " + std::to_string(max_seconds) +
+                    " s (5% of the budget), even at " + std::to_string(tb) + " of " + std::to_string(batch) +
+                    " samples; multiply-accumulates were counted instead";
+    macs.seconds = ms_since(t0) / 1000.0;
+    return macs;
+  };
+  auto time_scaled = [&](const std::vector<int64_t>& key) {
+    timed[key] = {time_key(key, tb) * static_cast<double>(batch) / static_cast<double>(tb), tb};
+  };
   for (size_t i = 0; i < distinct.size(); ++i) {
-    if (over_time()) {
-      CostModel macs = costs(backbone, space, sample, CostModelKind::kMacs, 0, false);
-      macs.probe_step_ms = model.probe_step_ms;
-      macs.fallback = "timing every candidate would take over " + std::to_string(max_seconds) +
-                      " s (5% of the budget), even at " + std::to_string(tb) + " of " + std::to_string(batch) +
-                      " samples; multiply-accumulates were counted instead";
-      macs.seconds = ms_since(t0) / 1000.0;
-      return macs;
-    }
+    if (over_time()) return macs_instead();
     const auto k0 = Clock::now();
-    timed[distinct[i]] = time_key(distinct[i], tb) * static_cast<double>(batch) / static_cast<double>(tb);
+    time_scaled(distinct[i]);
     const double ms = ms_since(k0), m = key_macs(distinct[i]);
     macs_left -= m;
     if (max_seconds > 0 && tb > 1 && macs_left > 0) {
@@ -244,9 +249,34 @@ CostModel costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& spa
       }
     }
   }
+  // Keys timed before the batch came down are timed again at the final one:
+  // a fixed cost per call, scaled by batch / tb, then weighs on every
+  // candidate alike and cancels in the differences the search uses (mixed
+  // batches were seen to make k5 cost 36x k3 in one Fashion-MNIST layer,
+  // timed partly at 64 samples and partly at 1, and a searched network's
+  // estimated step negative).
+  for (const auto& key : distinct) {
+    if (timed.at(key).second == tb) continue;
+    if (over_time()) return macs_instead();
+    time_scaled(key);
+  }
   model.timing_batch = tb;
   for (size_t l = 0; l < model.layers.size(); ++l) {
-    for (const auto& key : keys[l]) model.layers[l].ms.push_back(timed.at(key));
+    for (const auto& key : keys[l]) model.layers[l].ms.push_back(timed.at(key).first);
+  }
+  // The plain layers timed alone cannot cost more than the whole step they
+  // are part of; where their sum does (a per-call cost multiplied by
+  // batch / tb), every timing is scaled down to fit it, so that no estimated
+  // step can fall below zero.
+  double plain_sum = 0;
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    plain_sum += model.layers[l].ms[static_cast<size_t>(model.plain_index(l))];
+  }
+  if (plain_sum > model.backbone_step_ms) {
+    model.timing_scale = model.backbone_step_ms / plain_sum;
+    for (auto& layer : model.layers) {
+      for (double& ms : layer.ms) ms *= model.timing_scale;
+    }
   }
   model.seconds = ms_since(t0) / 1000.0;
   return model;

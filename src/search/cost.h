@@ -38,6 +38,9 @@ struct CostModel {
   // Samples each candidate was timed at (its time then scaled to the step's
   // batch); 0 for the MACs model.
   int64_t timing_batch = 0;
+  // Factor (<= 1) every timing was scaled by so that the plain layers' sum
+  // fits in backbone_step_ms; 1 where it did already.
+  double timing_scale = 1;
 
   // Estimated step time of the network with `choice` (one candidate index per
   // layer): the backbone's step plus each layer's difference to k=3, d=1.
