@@ -79,21 +79,17 @@ std::vector<float> long_clips(int64_t n, uint32_t seed) {
   return x;
 }
 
-// 2D regression on 10x10 maps; dense 1D sequences with 2 channels of 40.
-std::vector<float> maps(int64_t n, uint32_t seed) {
+// n samples of `per` standard normal values: the 2D regression's 10x10 maps
+// (100), the dense 1D task's 2 channels of 40 (80).
+std::vector<float> gaussian(int64_t n, int64_t per, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> g(0.0f, 1.0f);
-  std::vector<float> x(static_cast<size_t>(n * 100));
+  std::vector<float> x(static_cast<size_t>(n * per));
   for (auto& v : x) v = g(rng);
   return x;
 }
-std::vector<float> sequences(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  std::vector<float> x(static_cast<size_t>(n * 80));
-  for (auto& v : x) v = g(rng);
-  return x;
-}
+std::vector<float> maps(int64_t n, uint32_t seed) { return gaussian(n, 100, seed); }
+std::vector<float> sequences(int64_t n, uint32_t seed) { return gaussian(n, 80, seed); }
 
 dash_model* train(const std::string& spec, const std::vector<float>& x, const std::vector<float>& y_float,
                   const std::vector<int64_t>& y_class, int64_t n, const json& layers, const std::string& backbone) {
