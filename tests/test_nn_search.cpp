@@ -386,6 +386,43 @@ TEST(Search, TheGuardReturnsTheHyperparametersItsTrialsUsed) {
   ASSERT_TRUE(out.report["guard"].contains("advantage")) << out.report["guard"].dump();
   EXPECT_EQ(out.hp.lr, 0.05);
   EXPECT_EQ(out.report["hyperparameters"]["lr"].get<double>(), 0.05);
+  // The choice is the rule applied to the numbers the report gives.
+  const auto& g = out.report["guard"];
+  const double distance = 1.0 - g["backbone_valid"].get<double>();  // accuracy
+  const double adv = g["advantage"].get<double>();
+  const bool keep = adv > so.guard_stderrs * g["advantage_stderr"].get<double>() &&
+                    adv >= so.guard_min_gain * distance;
+  EXPECT_EQ(g["chosen"], keep ? "searched" : "backbone") << g.dump();
+  EXPECT_EQ(g["guard_min_gain"].get<double>(), 0.2);
+}
+
+// The guard keeps the searched network only when its lead is both beyond
+// guard_stderrs standard errors and at least guard_min_gain of what the
+// backbone lacks of a perfect score. Worked numbers: an accuracy of 0.70
+// lacks 0.30, so a lead of 0.05 removes 1/6 of it.
+TEST(Search, TheGuardAsksForALeadThatIsCertainAndLarge) {
+  using dash::search::guard_verdict;
+  using dash::task::MetricKind;
+  const auto small = guard_verdict(0.05, 0.01, 0.70, MetricKind::kAccuracy, 1.0, 0.2);
+  EXPECT_NEAR(small.gain, 0.05 / 0.30, 1e-12);
+  EXPECT_FALSE(small.keep);
+  EXPECT_NE(small.why.find("17%"), std::string::npos) << small.why;
+  EXPECT_NE(small.why.find("guard_min_gain (20%)"), std::string::npos) << small.why;
+  EXPECT_TRUE(guard_verdict(0.05, 0.01, 0.70, MetricKind::kAccuracy, 1.0, 0.15).keep);
+  EXPECT_TRUE(guard_verdict(0.05, 0.01, 0.70, MetricKind::kAccuracy, 1.0, 0.0).keep);
+  // Large but uncertain: 0.09 removes 30%, within one standard error of 0.1.
+  const auto noisy = guard_verdict(0.09, 0.1, 0.70, MetricKind::kAccuracy, 1.0, 0.2);
+  EXPECT_FALSE(noisy.keep);
+  EXPECT_NE(noisy.why.find("standard errors"), std::string::npos) << noisy.why;
+  EXPECT_TRUE(guard_verdict(0.09, 0.1, 0.70, MetricKind::kAccuracy, 0.5, 0.2).keep);
+  // Lower is better: a relative L2 error of 0.5 lowered by 0.13 is 26% of it.
+  const auto l2 = guard_verdict(0.13, 0.005, 0.5, MetricKind::kRelativeL2, 1.0, 0.2);
+  EXPECT_NEAR(l2.gain, 0.26, 1e-12);
+  EXPECT_TRUE(l2.keep);
+  EXPECT_FALSE(guard_verdict(0.09, 0.005, 0.5, MetricKind::kRelativeL2, 1.0, 0.2).keep);
+  // A perfect backbone cannot be beaten; a non-finite lead never wins.
+  EXPECT_FALSE(guard_verdict(0.0, 0.0, 1.0, MetricKind::kAccuracy, 1.0, 0.2).keep);
+  EXPECT_FALSE(guard_verdict(std::nan(""), 0.01, 0.7, MetricKind::kAccuracy, 1.0, 0.0).keep);
 }
 
 // The report's record: probabilities over search time (at most 64 evenly

@@ -229,6 +229,11 @@ const std::vector<OptionDef>& table() {
                   at_least(0),
                   "the guard keeps the searched network when its mean lead over the folds of valid "
                   "exceeds this many standard errors"),
+      search_only("guard_min_gain", "number", [](auto& c) -> auto& { return c.search.guard_min_gain; }, {},
+                  within(0, true, 1, true),
+                  "the guard also asks the searched network's lead to remove at least this share of the "
+                  "backbone's distance to a perfect score (1 - accuracy, or the error); short trials "
+                  "flatter networks that only learn faster early (0: no such requirement)"),
       search_only("temperature", "number", [](auto& c) -> auto& { return c.search.arch.temperature; }, {},
                   above(0), "Gumbel-softmax temperature"),
       search_only("hpo", "bool", [](auto& c) -> auto& { return c.search.hpo; }, {}, {},

@@ -91,9 +91,11 @@ struct SearchOptions : CommonOptions {
   // The guard: the searched network is trained as long as the plain backbone
   // in the grid's first trial; it is kept only if it validates better, by
   // more than guard_stderrs standard errors of the paired differences over
-  // the folds of valid.
+  // the folds of valid, and by at least guard_min_gain of the backbone's
+  // distance to a perfect score (guard_verdict).
   bool guard = true;
   double guard_stderrs = 1.0;
+  double guard_min_gain = 0.2;
   // Hyperparameter grid on the discrete network: "small" (small_grid()) or
   // "dash" (dash_grid()); `grid`, when not empty, replaces it.
   bool hpo = true;
@@ -108,6 +110,20 @@ struct SearchOptions : CommonOptions {
   int64_t min_trial_steps = 30;
   double hpo_batch_fraction = 1.0;
 };
+
+// The guard's decision from its paired test: `advantage` and `stderr_` are
+// the searched network's mean lead over the folds of valid and its standard
+// error (positive = better, whatever the metric's direction), backbone_valid
+// the backbone trial's score. gain is the share of the backbone's distance to
+// a perfect score (1 - score for accuracy, AUROC, F1, mAP; the score itself
+// for relative L2 and MAE) that the lead removes.
+struct GuardVerdict {
+  bool keep = false;
+  double gain = 0;
+  std::string why;
+};
+GuardVerdict guard_verdict(double advantage, double stderr_, double backbone_valid, task::MetricKind metric,
+                           double stderrs, double min_gain);
 
 struct SearchOutcome {
   nn::Architecture architecture;
