@@ -393,7 +393,7 @@ TEST(Search, TheGuardReturnsTheHyperparametersItsTrialsUsed) {
   const bool keep = adv > so.guard_stderrs * g["advantage_stderr"].get<double>() &&
                     adv >= so.guard_min_gain * distance;
   EXPECT_EQ(g["chosen"], keep ? "searched" : "backbone") << g.dump();
-  EXPECT_EQ(g["guard_min_gain"].get<double>(), 0.2);
+  EXPECT_EQ(g["guard_min_gain"].get<double>(), 0.18);
 }
 
 // The guard keeps the searched network only when its lead is both beyond

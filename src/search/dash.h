@@ -95,7 +95,7 @@ struct SearchOptions : CommonOptions {
   // distance to a perfect score (guard_verdict).
   bool guard = true;
   double guard_stderrs = 1.0;
-  double guard_min_gain = 0.2;
+  double guard_min_gain = 0.18;
   // Hyperparameter grid on the discrete network: "small" (small_grid()) or
   // "dash" (dash_grid()); `grid`, when not empty, replaces it.
   bool hpo = true;
