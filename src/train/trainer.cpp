@@ -284,11 +284,19 @@ Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task:
   return ev;
 }
 
+int64_t steps_per_epoch(int64_t n, int64_t batch_size, double batch_fraction) {
+  const int64_t batches = (n + batch_size - 1) / batch_size;
+  return batch_fraction >= 1
+             ? batches
+             : std::min(batches, static_cast<int64_t>(batch_fraction * static_cast<double>(batches)) + 1);
+}
+
 StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const task::Dataset& data,
                       const StageOptions& opt, const ProgressFn& progress) {
   if (data.train.empty()) throw std::invalid_argument(opt.stage + ": the train split is empty");
   if (opt.epochs < 0) throw std::invalid_argument(opt.stage + ": epochs must be >= 0");
-  if (opt.epochs == 0 && !(opt.time_budget_s > 0)) {
+  if (opt.max_steps < 0) throw std::invalid_argument(opt.stage + ": max_steps must be >= 0");
+  if (opt.epochs == 0 && !(opt.time_budget_s > 0) && opt.max_steps == 0) {
     throw std::invalid_argument(opt.stage + ": epochs 0 (as many as the budget allows) needs a time budget");
   }
   if (opt.batch_size < 1) throw std::invalid_argument(opt.stage + ": batch_size must be >= 1");
@@ -327,14 +335,12 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   }
 
   const int64_t n = data.train.size();
-  const int64_t batches = (n + opt.batch_size - 1) / opt.batch_size;
-  const int64_t steps = opt.batch_fraction >= 1
-                            ? batches
-                            : std::min(batches, static_cast<int64_t>(opt.batch_fraction *
-                                                                    static_cast<double>(batches)) + 1);
+  const int64_t steps = steps_per_epoch(n, opt.batch_size, opt.batch_fraction);
   // With epochs 0 the time budget alone ends the stage (and sets the schedule).
   const int64_t max_epochs = opt.epochs > 0 ? opt.epochs : std::numeric_limits<int32_t>::max();
-  const int64_t total_steps = opt.epochs > 0 ? steps * opt.epochs : 0;
+  const int64_t total_steps = opt.max_steps > 0 ? (opt.epochs > 0 ? std::min(opt.max_steps, steps * opt.epochs)
+                                                                    : opt.max_steps)
+                                               : (opt.epochs > 0 ? steps * opt.epochs : 0);
   const int64_t valid_n = opt.validate ? data.valid.size() : 0;
   // Seconds per evaluated sample: measured on each validation pass, guessed
   // before the first from the training step (a forward is ~1/3 of a step).
@@ -349,6 +355,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
     return later_steps > 0 ? later_steps_s / static_cast<double>(later_steps) : first_step_s;
   };
   auto planned_epochs = [&](double elapsed, int64_t epoch) -> int64_t {
+    if (opt.max_steps > 0) return std::max(epoch, (total_steps + steps - 1) / steps);
     if (opt.epochs > 0) return opt.epochs;
     const double per_step = elapsed / static_cast<double>(std::max<int64_t>(1, s.global_step));
     return std::max(epoch, static_cast<int64_t>(std::ceil(opt.time_budget_s /
@@ -406,8 +413,9 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
     }
   }
 
+  bool steps_done = opt.max_steps > 0 && s.global_step >= total_steps;
   for (int64_t epoch = s.epochs_done + 1;
-       epoch <= max_epochs && !result.budget_hit && !result.stopped_early; ++epoch) {
+       epoch <= max_epochs && !result.budget_hit && !result.stopped_early && !steps_done; ++epoch) {
     const auto epoch_start = Clock::now();
     at::Tensor order = torch::randperm(n, order_gen, torch::kLong);
     double loss_sum = 0;
@@ -440,7 +448,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
 
       const double elapsed = seconds_since(t0);
       double frac = total_steps > 0 ? static_cast<double>(s.global_step) / static_cast<double>(total_steps) : 0;
-      if (opt.time_budget_s > 0) frac = std::max(frac, elapsed / opt.time_budget_s);
+      if (opt.time_budget_s > 0 && opt.max_steps == 0) frac = std::max(frac, elapsed / opt.time_budget_s);
       set_lr(weights, cosine_lr(opt.hp.lr, frac));
       if (arch) set_lr(*arch, cosine_lr(opt.arch.lr, frac));
       weights.step();
@@ -481,6 +489,10 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
         send(p);
       }
       if (result.stopped_early) break;
+      if (opt.max_steps > 0 && s.global_step >= total_steps) {
+        steps_done = true;
+        break;
+      }
       // Stop where one more step and the evaluations still to come (this
       // epoch's validation and the caller's tail) would not fit in the
       // budget. (Without the step: the last one ate into the tail, and

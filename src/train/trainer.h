@@ -47,6 +47,11 @@ struct StageOptions {
   // follows the time spent); > 0: at most this many.
   int64_t epochs = 10;
   double time_budget_s = 0;     // 0: no wall-clock limit
+  // > 0: the stage ends after this many steps, and its learning-rate schedule
+  // follows them, not the time spent (a time budget then only stops it
+  // early): a stage planned in steps learns the same whatever the machine's
+  // load, so two trials compare like with like.
+  int64_t max_steps = 0;
   int64_t batch_size = kBatchSize;
   double batch_fraction = 1.0;  // share of the shuffled train batches used per epoch
   Hyperparams hp;
@@ -116,6 +121,10 @@ struct Evaluation {
 // scored an evenly spread subset, not the split's head.
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
                     int64_t batch_size, double max_seconds = 0);
+
+// Steps in one epoch of n training samples at batch_size, of which a share
+// batch_fraction is used (at least one batch).
+int64_t steps_per_epoch(int64_t n, int64_t batch_size, double batch_fraction);
 
 // Trains `model` on data.train, validating on data.valid after each epoch.
 // Throws Cancelled when `progress` returns false.
