@@ -500,6 +500,110 @@ TEST(Search, TrialsAreNoShorterThanMinTrialStepsWhereTwoFit) {
   // its evaluations, by how much depends on the machine; under ASan 0.78 of 1.14 s.)
 }
 
+// Trial lengths round down to 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^e, so
+// two runs that time a step a few percent apart plan the same trial.
+TEST(Search, TrialStepsRoundDownToACoarseSeries) {
+  using dash::search::round_down_coarse;
+  EXPECT_EQ(round_down_coarse(214.0), 200);
+  EXPECT_EQ(round_down_coarse(199.9), 150);
+  EXPECT_EQ(round_down_coarse(200.0), 200);
+  EXPECT_EQ(round_down_coarse(1234.0), 1200);
+  EXPECT_EQ(round_down_coarse(7.9), 6);
+  EXPECT_EQ(round_down_coarse(80.0), 80);
+  EXPECT_EQ(round_down_coarse(1.0), 1);
+  EXPECT_EQ(round_down_coarse(0.3), 1);
+  EXPECT_EQ(round_down_coarse(std::nan("")), 1);
+  // 140 and 150 ms per step for a 30 s trial (7% apart) plan the same 200.
+  EXPECT_EQ(round_down_coarse(30 / 0.140), 200);
+  EXPECT_EQ(round_down_coarse(30 / 0.150), 200);
+}
+
+// A stage planned in steps ends after them, its cosine schedule runs over
+// them (not over the clock), and so it learns the same whatever its time
+// budget: the property that makes two trials, or the same trial in two runs,
+// comparable on a loaded machine.
+TEST(Training, AStagePlannedInStepsLearnsTheSameWhateverItsBudget) {
+  const auto spec = binary_1d_spec();
+  const auto data = far_apart_task(128, 3);  // 4 steps per epoch at batch 32
+  auto train_for = [&](double budget_s) {
+    torch::manual_seed(5);
+    Architecture plain = Architecture::plain("resnet1d-1", 9);
+    dash::nn::LayerSetup fixed;
+    fixed.architecture = plain;
+    dash::nn::Backbone net(dash::nn::backbone_for(spec, 3, 1, 0.0, 0), fixed);
+    dash::train::StageOptions to;
+    to.epochs = 0;
+    to.max_steps = 10;  // two and a half epochs
+    to.time_budget_s = budget_s;
+    to.batch_size = 32;
+    to.keep_best = false;
+    to.seed = 9;
+    auto r = dash::train::run_stage(net, spec, data, to, nullptr);
+    return std::make_pair(r, net);
+  };
+  auto [a, net_a] = train_for(600);
+  auto [b, net_b] = train_for(1200);
+  EXPECT_EQ(a.steps_done, 10);
+  EXPECT_EQ(b.steps_done, 10);
+  ASSERT_EQ(a.history.size(), 3u);
+  // The last step (the tenth) ran at progress 9/10 of the cosine.
+  EXPECT_NEAR(a.history.back().lr, dash::train::Hyperparams{}.lr * 0.5 * (1 + std::cos(M_PI * 0.9)), 1e-12);
+  const auto pa = net_a->parameters(), pb = net_b->parameters();
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(pa[i].equal(pb[i])) << "parameter " << i;
+  // Without a budget, steps alone may end a stage of epochs 0.
+  auto [c, net_c] = train_for(0);
+  EXPECT_EQ(c.steps_done, 10);
+}
+
+// The class compares two neighbouring values. Every searchable layer at k=3,
+// d=15 combines only inputs 15 apart, so that network cannot compare them
+// and stays at chance, while the plain backbone learns it. The guard trains
+// the backbone first and scores it halfway; the searched network, behind it
+// at its own halfway point, is stopped there and the backbone kept.
+TEST(Search, TheGuardStopsASearchedNetworkThatTrailsHalfway) {
+  const auto spec = binary_1d_spec();
+  torch::manual_seed(21);
+  auto make = [](int64_t rows) {
+    at::Tensor x = torch::randn({rows, 1, 48}) * 0.3;
+    at::Tensor a = torch::randn({rows}), b = torch::randn({rows});
+    x.select(2, 20).copy_(3 * a.unsqueeze(1));
+    x.select(2, 21).copy_(3 * b.unsqueeze(1));
+    return dash::task::Split{x, (a > b).to(torch::kLong)};
+  };
+  dash::task::Dataset raw;
+  raw.train = make(512);
+  raw.valid = make(400);
+  const auto data = dash::search::prepare(raw, nullptr);
+  dash::search::SearchOptions so;
+  so.space = {{3}, {15}};  // one candidate: the search can only choose it
+  so.epochs = 1;
+  so.batch_size = 32;
+  so.width = 4;
+  so.max_cost_ratio = 0;
+  so.cost_model = dash::search::CostModelKind::kMacs;
+  so.grid = {{0.1, 0.9, 5e-4, 0.0}};
+  so.hpo_epochs = 10;  // 160 steps; halfway at 80
+  auto out = dash::search::run_search(spec, data, so, nullptr);
+  const auto& g = out.report["guard"];
+  ASSERT_TRUE(g.contains("midpoint")) << g.dump();
+  const auto& trials = out.report["hpo"]["trials"];
+  ASSERT_EQ(trials.size(), 2u);
+  EXPECT_EQ(trials[0]["network"], "backbone");
+  EXPECT_EQ(trials[0]["steps"].get<int64_t>(), 160);
+  EXPECT_EQ(trials[1]["network"], "searched");
+  // The rule applied to the numbers the report gives.
+  const double adv = g["midpoint"]["advantage"].get<double>();
+  const double se = g["midpoint"]["advantage_stderr"].get<double>();
+  EXPECT_LT(adv, -so.guard_stderrs * se) << g.dump();  // the backbone had learnt, the other could not
+  EXPECT_EQ(g["midpoint"]["stopped"], true);
+  EXPECT_EQ(trials[1]["steps"].get<int64_t>(), 80);
+  EXPECT_EQ(trials[1]["stopped_at_midpoint"], true);
+  EXPECT_EQ(g["chosen"], "backbone");
+  EXPECT_NE(g["why"].get<std::string>().find("halfway"), std::string::npos) << g.dump();
+  EXPECT_EQ(out.architecture.layers, Architecture::plain("resnet1d-1", 9).layers);
+  EXPECT_EQ(out.report["hpo"]["trained_trial"]["network"], "backbone");
+}
+
 TEST(Search, ABudgetTooShortForTheBatchHalvesIt) {
   using dash::search::search_batch_for;
   // 1 s per step at batch 64, 40 steps wanted.

@@ -122,6 +122,18 @@ double infer_ms_per_sample(const nn::BackboneSpec& backbone, const nn::Architect
   return median_ms(3, [&] { net->forward(x); }) / static_cast<double>(x.size(0));
 }
 
+double train_step_ms(const nn::BackboneSpec& backbone, const nn::Architecture& arch, const at::Tensor& batch) {
+  nn::LayerSetup fixed;
+  fixed.architecture = arch;
+  nn::Backbone net(backbone, fixed);
+  net->train();
+  const at::Tensor x = batch.detach();
+  return median_ms(3, [&] {
+    net->zero_grad();
+    net->forward(x).square().mean().backward();
+  });
+}
+
 namespace {
 
 // measure_costs; `probe`: time one backbone step first (the fallbacks to

@@ -79,6 +79,11 @@ NetworkSize network_size(const nn::BackboneSpec& backbone, const nn::Architectur
 double infer_ms_per_sample(const nn::BackboneSpec& backbone, const nn::Architecture& arch,
                            const at::Tensor& batch);
 
+// Milliseconds of one training step (forward and backward, train mode) of
+// the network `arch` of `backbone` on `batch`: the median of 3 after a
+// warm-up step. Plans trials in steps (search/dash.cpp).
+double train_step_ms(const nn::BackboneSpec& backbone, const nn::Architecture& arch, const at::Tensor& batch);
+
 // Candidate indices of an architecture in `space` (throws if a choice is not
 // in it).
 std::vector<int64_t> choice_indices(const ops::CandidateSpace& space, const nn::Architecture& arch);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <stdexcept>
 
 #include "model/weights.h"
@@ -386,27 +387,24 @@ struct PairedTest {
   bool first_wins = false;
 };
 
-// With max_seconds > 0 the folds are scored until that time is spent (two
-// at least).
-// The first wins when its mean advantage exceeds `stderrs` standard errors.
-PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& first,
-                       nn::Backbone& second, int64_t batch_size, double max_seconds, double stderrs = 1.0) {
-  const auto t0 = Clock::now();
-  PairedTest g;
-  first->eval();
-  second->eval();
+// Fold f of `folds` equal, contiguous parts of valid.
+task::Split fold_of(const task::Split& valid, int f, int folds) {
   const int64_t n = valid.size();
-  const int folds = static_cast<int>(std::min<int64_t>(kGuardFolds, n));
-  if (folds < 2) return g;
-  const double sign = task::higher_is_better(spec.metric) ? 1.0 : -1.0;
+  const int64_t start = n * f / folds, len = n * (f + 1) / folds - start;
+  return {valid.x.narrow(0, start, len), valid.y.narrow(0, start, len)};
+}
+
+int folds_for(const task::Split& valid) { return static_cast<int>(std::min<int64_t>(kGuardFolds, valid.size())); }
+
+// The paired differences' mean and standard error; `sign` makes positive
+// mean "the first is better" whatever the metric's direction. Folds whose
+// score is not finite in either are left out.
+PairedTest paired(const std::vector<double>& first, const std::vector<double>& second, double sign,
+                  double stderrs) {
+  PairedTest g;
   std::vector<double> diff;
-  for (int f = 0; f < folds; ++f) {
-    if (max_seconds > 0 && f >= 2 && seconds_since(t0) >= max_seconds) break;
-    const int64_t start = n * f / folds, len = n * (f + 1) / folds - start;
-    const task::Split part{valid.x.narrow(0, start, len), valid.y.narrow(0, start, len)};
-    const double a = train::evaluate(first, spec, part, batch_size).metric;
-    const double b = train::evaluate(second, spec, part, batch_size).metric;
-    if (std::isfinite(a) && std::isfinite(b)) diff.push_back(sign * (a - b));
+  for (size_t i = 0; i < std::min(first.size(), second.size()); ++i) {
+    if (std::isfinite(first[i]) && std::isfinite(second[i])) diff.push_back(sign * (first[i] - second[i]));
   }
   if (diff.size() < 2) return g;
   double mean = 0, var = 0;
@@ -420,10 +418,47 @@ PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn:
   return g;
 }
 
+// With max_seconds > 0 the folds are scored until that time is spent (two
+// at least).
+// The first wins when its mean advantage exceeds `stderrs` standard errors.
+PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& first,
+                       nn::Backbone& second, int64_t batch_size, double max_seconds, double stderrs = 1.0) {
+  const auto t0 = Clock::now();
+  const int folds = folds_for(valid);
+  if (folds < 2) return {};
+  std::vector<double> a, b;
+  for (int f = 0; f < folds; ++f) {
+    if (max_seconds > 0 && f >= 2 && seconds_since(t0) >= max_seconds) break;
+    const task::Split part = fold_of(valid, f, folds);
+    a.push_back(train::evaluate(first, spec, part, batch_size).metric);
+    b.push_back(train::evaluate(second, spec, part, batch_size).metric);
+  }
+  return paired(a, b, task::higher_is_better(spec.metric) ? 1.0 : -1.0, stderrs);
+}
+
+// `net`'s score on every fold of valid (none when valid has fewer than 2 rows).
+std::vector<double> fold_scores(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& net,
+                                int64_t batch_size) {
+  const int folds = folds_for(valid);
+  std::vector<double> scores;
+  for (int f = 0; folds >= 2 && f < folds; ++f) {
+    scores.push_back(train::evaluate(net, spec, fold_of(valid, f, folds), batch_size).metric);
+  }
+  return scores;
+}
+
+// One trial: the network `arch` from the trials' common initial weights,
+// trained with `hp`. `steps` > 0 plans it in steps (the cosine schedule over
+// them; `seconds` then only stops it early); 0 trains for `seconds` (or
+// one epoch, or hpo_epochs, without a budget). `midpoint`, when set, is
+// called once after half the planned steps (of `steps` or of the epochs;
+// never in a trial only the clock ends) with the network, and ends the
+// trial there when it returns true.
 Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const SearchOptions& o,
                 const nn::BackboneSpec& base, const nn::Architecture& arch,
-                const train::Hyperparams& hp, double seconds, const std::string& what,
-                const train::ProgressFn& progress) {
+                const train::Hyperparams& hp, double seconds, int64_t steps, const std::string& what,
+                const train::ProgressFn& progress,
+                const std::function<bool(nn::Backbone&)>& midpoint = nullptr) {
   torch::manual_seed(o.seed + 1);  // every trial from the same initial weights
   nn::LayerSetup fixed;
   fixed.architecture = arch;
@@ -432,7 +467,8 @@ Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const Sea
   nn::Backbone net(trial_spec, fixed);
   train::StageOptions to;
   to.stage = "hpo";
-  to.epochs = o.hpo_epochs > 0 ? o.hpo_epochs : (seconds > 0 ? 0 : 1);
+  to.epochs = o.hpo_epochs > 0 ? o.hpo_epochs : (seconds > 0 || steps > 0 ? 0 : 1);
+  to.max_steps = steps;
   to.time_budget_s = seconds;
   to.batch_size = o.batch_size;
   to.batch_fraction = o.hpo_batch_fraction;
@@ -443,6 +479,17 @@ Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const Sea
   // The paired test after it scores valid twice (this network and the one it
   // is compared with): that time is the trial's too.
   to.tail_eval_samples = 2 * data.valid.size();
+  bool stopped_at_midpoint = false;
+  const int64_t planned =
+      steps > 0 ? steps
+                : to.epochs * train::steps_per_epoch(data.train.size(), to.batch_size, to.batch_fraction);
+  if (midpoint && planned >= 2) {
+    to.after_step = [&](int64_t step) {
+      if (step != planned / 2) return false;
+      stopped_at_midpoint = midpoint(net);
+      return stopped_at_midpoint;
+    };
+  }
   train::StageResult tr = train::run_stage(net, spec, data, to, progress);
   Trial t;
   t.net = net;
@@ -453,6 +500,8 @@ Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const Sea
             {"steps", tr.steps_done},
             {"step_ms", tr.steps_done > 0 ? tr.seconds * 1000.0 / static_cast<double>(tr.steps_done) : 0.0},
             {"seconds", tr.seconds}};
+  if (steps > 0) t.json["planned_steps"] = steps;
+  if (stopped_at_midpoint) t.json["stopped_at_midpoint"] = true;
   return t;
 }
 
@@ -502,6 +551,18 @@ GuardVerdict guard_verdict(double advantage, double stderr_, double backbone_val
             "further, so the plain backbone is kept";
   }
   return v;
+}
+
+int64_t round_down_coarse(double n) {
+  if (!(n >= 1)) return 1;
+  static const double kSeries[] = {1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8};
+  double scale = 1;
+  while (scale * 10 <= n) scale *= 10;
+  double best = scale;
+  for (double m : kSeries) {
+    if (m * scale <= n + 1e-9) best = m * scale;
+  }
+  return std::max<int64_t>(1, static_cast<int64_t>(std::llround(best)));
 }
 
 SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& data,
@@ -631,10 +692,38 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
                          std::min(static_cast<double>(o.min_trial_steps) * probe_s, share / 2))
               : 0;
     const double left_at_start = timed ? o.time_budget_s - seconds_since(t_call) : 0;
-    // The time each of the next `trials` trials gets, or 0 if they do not fit.
+    // Timed trials are planned in steps, not seconds: each gets per_trial's
+    // worth of steps at its network's step time (measured here, warm), with
+    // the cosine schedule over those steps, and the time only as a hard stop
+    // (1.5 x per_trial). Trials that followed the clock moved with the
+    // machine's load: the same backbone trial (same seed, lr 0.1) validated
+    // 0.732 after 124 steps in one 600 s Fashion-MNIST run and 0.764 after
+    // 176 in its side-by-side pair, which is larger than the differences the
+    // grid decides on. The backbone's count is rounded down to a coarse
+    // series, so that the plain backbone's trials are the same trials in a
+    // DASH run and a backbone run (both methods then make the same grid
+    // decisions whenever the guard keeps the backbone). Each network's trials
+    // get equal time: a network whose step costs more gets fewer steps.
+    const at::Tensor step_sample = data.train.x.narrow(0, 0, std::min<int64_t>(o.batch_size, data.train.size()));
+    const double backbone_step_s = timed ? train_step_ms(retrain_like, plain, step_sample) / 1000.0 : 0;
+    const int64_t backbone_steps = timed ? round_down_coarse(per_trial / backbone_step_s) : 0;
+    double searched_step_s = backbone_step_s;
+    const bool searched_net = !(outcome.architecture.layers == plain.layers);
+    if (timed && searched_net) {
+      searched_step_s = train_step_ms(retrain_like, outcome.architecture, step_sample) / 1000.0;
+    }
+    // The steps a trial of a network with step time step_s gets within
+    // `seconds` (0 untimed: the trial is then an epoch or hpo_epochs).
+    auto steps_for = [&](double seconds, double step_s) -> int64_t {
+      if (!timed || o.hpo_epochs > 0) return 0;
+      const double planned = static_cast<double>(backbone_steps) * backbone_step_s / step_s;
+      return std::max<int64_t>(1, static_cast<int64_t>(std::min(planned, seconds / step_s)));
+    };
+    // The time each of the next `trials` trials may take at most, or -1 if
+    // they do not fit.
     auto slot = [&](int trials) -> double {
       if (!timed) return 0;
-      const double each = std::min(per_trial, (o.time_budget_s - seconds_since(t_call)) / trials);
+      const double each = std::min(1.5 * per_trial, (o.time_budget_s - seconds_since(t_call)) / trials);
       return each >= std::max(0.5 * per_trial, 2 * probe_s) ? each : -1;
     };
     std::string skipped;  // why the grid ended before its last point
@@ -653,17 +742,51 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
       outcome.architecture = plain;
       skipped = "no time left after the search";
     } else if (guard) {
+      // The plain backbone first (it is also the grid's first point), its
+      // folds of valid scored halfway; then the searched network, scored at
+      // its own halfway point (the same share of the same time). A searched
+      // network already behind the backbone there by more than
+      // guard_stderrs standard errors is stopped: the networks this guard
+      // has to reject are those that lead early and fall back (see
+      // guard_verdict), so one that trails early has not been seen to win,
+      // and the second half of its trial would be spent for nothing.
+      const double sign = task::higher_is_better(spec.metric) ? 1.0 : -1.0;
+      std::vector<double> backbone_mid;
       const double seconds = slot(2);
-      Trial searched = run_trial(spec, data, o, retrain_like, outcome.architecture, grid[0], seconds,
-                                 "searched", progress);
-      Trial backbone = run_trial(spec, data, o, retrain_like, plain, grid[0], seconds, "backbone", progress);
-      trials.push_back(searched.json);
-      trials.push_back(backbone.json);
-      const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
-      const PairedTest test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size, test_left,
+      Trial backbone = run_trial(spec, data, o, retrain_like, plain, grid[0], seconds,
+                                 steps_for(seconds, backbone_step_s), "backbone", progress,
+                                 [&](nn::Backbone& net) {
+                                   backbone_mid = fold_scores(spec, data.valid, net, o.batch_size);
+                                   return false;
+                                 });
+      nlohmann::json midpoint;
+      Trial searched = run_trial(
+          spec, data, o, retrain_like, outcome.architecture, grid[0], seconds, steps_for(seconds, searched_step_s),
+          "searched", progress, [&](nn::Backbone& net) {
+            if (backbone_mid.empty()) return false;
+            const PairedTest mid = paired(fold_scores(spec, data.valid, net, o.batch_size), backbone_mid, sign,
                                           o.guard_stderrs);
-      const GuardVerdict verdict = guard_verdict(test.advantage, test.stderr_, backbone.valid, spec.metric,
-                                                 o.guard_stderrs, o.guard_min_gain);
+            const bool behind = mid.advantage < -o.guard_stderrs * mid.stderr_;
+            midpoint = {{"advantage", mid.advantage}, {"advantage_stderr", mid.stderr_}, {"stopped", behind}};
+            return behind;
+          });
+      trials.push_back(backbone.json);
+      trials.push_back(searched.json);
+      GuardVerdict verdict;
+      PairedTest test;
+      if (searched.json.value("stopped_at_midpoint", false)) {
+        test.advantage = midpoint["advantage"].get<double>();
+        test.stderr_ = midpoint["advantage_stderr"].get<double>();
+        verdict.gain = std::nan("");
+        verdict.why = "halfway through its trial the searched network was behind the plain backbone at the same "
+                      "point by more than guard_stderrs standard errors over the folds of valid, so its trial "
+                      "was stopped there and the plain backbone is kept";
+      } else {
+        const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
+        test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size, test_left, o.guard_stderrs);
+        verdict = guard_verdict(test.advantage, test.stderr_, backbone.valid, spec.metric, o.guard_stderrs,
+                                o.guard_min_gain);
+      }
       const bool keep = verdict.keep;
       outcome.report["guard"] = {
           {"chosen", keep ? "searched" : "backbone"},
@@ -675,6 +798,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
           {"guard_stderrs", o.guard_stderrs},
           {"guard_min_gain", o.guard_min_gain},
           {"why", verdict.why}};
+      if (!midpoint.is_null()) outcome.report["guard"]["midpoint"] = midpoint;
       if (!keep) outcome.architecture = plain;
       // Both trials trained at the grid's first point: the choice is made
       // with it, and the grid's later points must beat it to replace it.
@@ -700,8 +824,10 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
                   " points";
         break;
       }
+      const bool is_plain = outcome.architecture.layers == plain.layers;
       Trial t = run_trial(spec, data, o, retrain_like, outcome.architecture, hp, seconds,
-                          outcome.architecture.layers == plain.layers ? "backbone" : "searched", progress);
+                          steps_for(seconds, is_plain ? backbone_step_s : searched_step_s),
+                          is_plain ? "backbone" : "searched", progress);
       trials.push_back(t.json);
       const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
       const bool wins = best_index < 0 ? true
@@ -717,6 +843,11 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     outcome.hpo_seconds = seconds_since(t1);
     outcome.report["hpo"] = {{"trials", trials}, {"chosen", outcome.hp.to_json()},
                              {"seconds_per_trial", per_trial}, {"seconds", outcome.hpo_seconds}};
+    if (backbone_steps > 0) {
+      outcome.report["hpo"]["backbone_trial_steps"] = backbone_steps;
+      outcome.report["hpo"]["backbone_step_ms"] = 1000.0 * backbone_step_s;
+      if (searched_net) outcome.report["hpo"]["searched_step_ms"] = 1000.0 * searched_step_s;
+    }
     if (best.net) {
       outcome.trained = best.net;
       outcome.report["hpo"]["trained_trial"] = best.json;

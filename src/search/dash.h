@@ -165,6 +165,12 @@ struct RetrainOutcome {
 inline constexpr int64_t kMinSearchBatch = 8;
 int64_t search_batch_for(double budget_s, double step_s, int64_t batch, int64_t steps);
 
+// The largest m x 10^e not above n, m in {1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8}
+// (at least 1). Timed trials' lengths in steps are rounded down to this
+// series so that the same trial has the same length in two runs whose step
+// timings differ by a few percent (side by side, on a shared machine).
+int64_t round_down_coarse(double n);
+
 // DASH's default candidates: 2D K={3,5,7,9} x D={1,3,7,15};
 // 1D K={3,7,11,15,19} x D={1,3,7,15}.
 ops::CandidateSpace default_space(int dims);
