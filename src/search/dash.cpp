@@ -716,8 +716,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     // `seconds` (0 untimed: the trial is then an epoch or hpo_epochs).
     auto steps_for = [&](double seconds, double step_s) -> int64_t {
       if (!timed || o.hpo_epochs > 0) return 0;
-      const double planned = static_cast<double>(backbone_steps) * backbone_step_s / step_s;
-      return std::max<int64_t>(1, static_cast<int64_t>(std::min(planned, seconds / step_s)));
+      const int64_t planned = std::llround(static_cast<double>(backbone_steps) * backbone_step_s / step_s);
+      return std::max<int64_t>(1, std::min(planned, static_cast<int64_t>(seconds / step_s)));
     };
     // The time each of the next `trials` trials may take at most, or -1 if
     // they do not fit.
