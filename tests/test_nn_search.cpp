@@ -679,6 +679,51 @@ TEST(Training, TheChosenNetworkRespectsTheCostLimit) {
 // Where timing every candidate at the step's batch would overrun the cost
 // model's time, the candidates are timed at fewer samples and scaled, rather
 // than replaced by MACs (Darcy's 85x85 maps fell back to MACs in every run).
+// Networks timed in turns: one median per network, and a network with 9x9
+// kernels in every searchable layer (~9x the convolutions' work) is timed as
+// the slower one.
+TEST(Costs, TrainStepsAreTimedInTurns) {
+  const auto spec = dash::task::TaskSpec::from_json(
+      {{"kind", "classification"}, {"input_shape", {1, 24, 24}}, {"num_classes", 3}});
+  const BackboneSpec b = dash::nn::backbone_for(spec, 10, 1, 0.0, 0);
+  Architecture plain = Architecture::plain(b.name(), b.searchable_layers());
+  Architecture wide = plain;
+  for (auto& l : wide.layers) l = {9, 1};
+  const auto ms = dash::search::train_step_ms(b, {plain, wide}, torch::randn({16, 1, 24, 24}), 30);
+  ASSERT_EQ(ms.size(), 2u);
+  EXPECT_GT(ms[0], 0);
+  EXPECT_GT(ms[1], 1.5 * ms[0]) << ms[0] << " " << ms[1];
+  // A limit below one round still times one.
+  EXPECT_EQ(dash::search::train_step_ms(b, {plain}, torch::randn({4, 1, 24, 24}), 0).size(), 1u);
+}
+
+// In a timed grid every trial of the plain backbone is planned at the same
+// number of steps (report.hpo.backbone_trial_steps, on the coarse series),
+// and trains them all when the budget has room.
+TEST(Search, TimedTrialsOfTheBackboneArePlannedAtTheSameSteps) {
+  const auto spec = binary_1d_spec();
+  const auto data = far_apart_task(128, 5);
+  dash::search::SearchOptions so;
+  so.arch_search = false;
+  so.batch_size = 32;
+  so.time_budget_s = 6;
+  so.grid = {{0.1, 0.9, 5e-4, 0.0}, {0.1, 0.9, 5e-4, 0.0}};  // equal points: the second cannot win, both run
+  auto out = dash::search::run_search(spec, data, so, nullptr);
+  const auto& hpo = out.report["hpo"];
+  const int64_t n = hpo["backbone_trial_steps"].get<int64_t>();
+  EXPECT_EQ(n, dash::search::round_down_coarse(static_cast<double>(n)));
+  ASSERT_EQ(hpo["trials"].size(), 2u) << hpo.dump();
+  for (const auto& t : hpo["trials"]) {
+    EXPECT_EQ(t["planned_steps"].get<int64_t>(), n) << t.dump();
+    EXPECT_LE(t["steps"].get<int64_t>(), n);
+  }
+  // The same seed, hyperparameters and steps: the same trial, to the bit
+  // (where the budget let both finish their plan).
+  if (hpo["trials"][0]["steps"].get<int64_t>() == n && hpo["trials"][1]["steps"].get<int64_t>() == n) {
+    EXPECT_EQ(hpo["trials"][0]["valid_metric"], hpo["trials"][1]["valid_metric"]);
+  }
+}
+
 TEST(Costs, ATightLimitTimesCandidatesAtFewerSamplesInsteadOfCountingMacs) {
   BackboneSpec b;
   b.kind = BackboneKind::kWideResNet;

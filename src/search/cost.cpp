@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <stdexcept>
 #include <tuple>
@@ -122,16 +123,36 @@ double infer_ms_per_sample(const nn::BackboneSpec& backbone, const nn::Architect
   return median_ms(3, [&] { net->forward(x); }) / static_cast<double>(x.size(0));
 }
 
-double train_step_ms(const nn::BackboneSpec& backbone, const nn::Architecture& arch, const at::Tensor& batch) {
-  nn::LayerSetup fixed;
-  fixed.architecture = arch;
-  nn::Backbone net(backbone, fixed);
-  net->train();
+std::vector<double> train_step_ms(const nn::BackboneSpec& backbone, const std::vector<nn::Architecture>& archs,
+                                  const at::Tensor& batch, double max_seconds) {
   const at::Tensor x = batch.detach();
-  return median_ms(3, [&] {
+  std::vector<nn::Backbone> nets;
+  for (const auto& arch : archs) {
+    nn::LayerSetup fixed;
+    fixed.architecture = arch;
+    nets.emplace_back(backbone, fixed);
+    nets.back()->train();
+  }
+  auto step_ms = [&](nn::Backbone& net) {
+    const auto t0 = Clock::now();
     net->zero_grad();
     net->forward(x).square().mean().backward();
-  });
+    return ms_since(t0);
+  };
+  double round_ms = 0;
+  for (auto& net : nets) round_ms += step_ms(net);
+  const int rounds =
+      static_cast<int>(std::clamp(std::floor(1000.0 * max_seconds / std::max(1e-9, round_ms)), 1.0, 5.0));
+  std::vector<std::vector<double>> times(nets.size());
+  for (int r = 0; r < rounds; ++r) {
+    for (size_t i = 0; i < nets.size(); ++i) times[i].push_back(step_ms(nets[i]));
+  }
+  std::vector<double> medians;
+  for (auto& t : times) {
+    std::sort(t.begin(), t.end());
+    medians.push_back(t[t.size() / 2]);
+  }
+  return medians;
 }
 
 namespace {

@@ -80,9 +80,14 @@ double infer_ms_per_sample(const nn::BackboneSpec& backbone, const nn::Architect
                            const at::Tensor& batch);
 
 // Milliseconds of one training step (forward and backward, train mode) of
-// the network `arch` of `backbone` on `batch`: the median of 3 after a
-// warm-up step. Plans trials in steps (search/dash.cpp).
-double train_step_ms(const nn::BackboneSpec& backbone, const nn::Architecture& arch, const at::Tensor& batch);
+// each network of `archs` (networks of `backbone`) on `batch`, timed in
+// turns: a warm-up step each, then rounds in which each takes one step, and
+// the median of its rounds. Taking turns puts a change of the machine's load
+// on all of them alike, so their ratios hold on a shared machine. Rounds: 5,
+// fewer where they would take over max_seconds (as the warm-up steps
+// predict), but at least one. Plans trials in steps (search/dash.cpp).
+std::vector<double> train_step_ms(const nn::BackboneSpec& backbone, const std::vector<nn::Architecture>& archs,
+                                  const at::Tensor& batch, double max_seconds);
 
 // Candidate indices of an architecture in `space` (throws if a choice is not
 // in it).
