@@ -558,9 +558,9 @@ TEST(Training, AStagePlannedInStepsLearnsTheSameWhateverItsBudget) {
 // The class compares two neighbouring values. Every searchable layer at k=3,
 // d=15 combines only inputs 15 apart, so that network cannot compare them
 // and stays at chance, while the plain backbone learns it. The guard trains
-// the backbone first and scores it halfway; the searched network, behind it
-// at its own halfway point, is stopped there and the backbone kept.
-TEST(Search, TheGuardStopsASearchedNetworkThatTrailsHalfway) {
+// the backbone first and scores it halfway; the searched network, not ahead
+// of it at its own halfway point, is stopped there and the backbone kept.
+TEST(Search, TheGuardStopsASearchedNetworkNotAheadHalfway) {
   const auto spec = binary_1d_spec();
   torch::manual_seed(21);
   auto make = [](int64_t rows) {
@@ -595,6 +595,7 @@ TEST(Search, TheGuardStopsASearchedNetworkThatTrailsHalfway) {
   const double adv = g["midpoint"]["advantage"].get<double>();
   const double se = g["midpoint"]["advantage_stderr"].get<double>();
   EXPECT_LT(adv, -so.guard_stderrs * se) << g.dump();  // the backbone had learnt, the other could not
+  EXPECT_FALSE(adv > so.guard_stderrs * se);  // so not ahead: stopped
   EXPECT_EQ(g["midpoint"]["stopped"], true);
   EXPECT_EQ(trials[1]["steps"].get<int64_t>(), 80);
   EXPECT_EQ(trials[1]["stopped_at_midpoint"], true);
