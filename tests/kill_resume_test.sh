@@ -9,15 +9,16 @@ data=/usr/share/datasets/fashion-mnist
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-run() {
-  "$runner" --task "$root/scripts/tasks/fashion_mnist.json" --method backbone \
-    --train-x "$data/train-images-idx3-ubyte.gz" --train-y "$data/train-labels-idx1-ubyte.gz" \
-    --test-x "$data/t10k-images-idx3-ubyte.gz" --test-y "$data/t10k-labels-idx1-ubyte.gz" \
-    --set max_train=600 --set epochs=6 --set batch_size=50 \
-    --set threads=2 --work-dir "$work" --out "$work/result.json" "$@"
-}
+args=(--task "$root/scripts/tasks/fashion_mnist.json" --method backbone
+  --train-x "$data/train-images-idx3-ubyte.gz" --train-y "$data/train-labels-idx1-ubyte.gz"
+  --test-x "$data/t10k-images-idx3-ubyte.gz" --test-y "$data/t10k-labels-idx1-ubyte.gz"
+  --set max_train=600 --set epochs=6 --set batch_size=50
+  --set threads=2 --work-dir "$work" --out "$work/result.json")
 
-run > "$work/first.log" 2>&1 &
+# The runner itself in the background, so that $! is its pid: a shell
+# function started with & is a subshell, and killing that left the runner
+# training on beside the resumed run (and writing the same checkpoints).
+"$runner" "${args[@]}" > "$work/first.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
   [ -f "$work/retrain.ckpt" ] && break
@@ -29,7 +30,7 @@ kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 [ ! -f "$work/result.json" ] || { echo "the run finished before it was killed; make it longer"; exit 1; }
 
-run --resume > "$work/second.log" 2>&1
+"$runner" "${args[@]}" --resume > "$work/second.log" 2>&1
 first_epoch=$(grep -o 'retrain\] epoch [0-9]*' "$work/second.log" | head -1 | grep -o '[0-9]*$')
 echo "resumed at epoch $first_epoch"
 [ "$first_epoch" -ge 2 ] || { echo "the resumed run started over"; cat "$work/second.log"; exit 1; }
