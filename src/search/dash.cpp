@@ -711,10 +711,11 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     // 0.732 after 124 steps in one 600 s Fashion-MNIST run and 0.764 after
     // 176 in its side-by-side pair, which is larger than the differences the
     // grid decides on. The backbone's count is rounded down to a coarse
-    // series, so that the plain backbone's trials are the same trials in a
-    // DASH run and a backbone run (both methods then make the same grid
-    // decisions whenever the guard keeps the backbone). Each network's trials
-    // get equal time: a network whose step costs more gets fewer steps.
+    // series, so that a DASH run and a backbone run usually plan the same
+    // trials (then both methods make the same grid decisions whenever the
+    // guard keeps the backbone; 2 of 6 evidence pairs did, the others'
+    // timings fell on either side of a step). Each network's trials get
+    // equal time: a network whose step costs more gets fewer steps.
     const int64_t backbone_steps = timed ? round_down_coarse(per_trial / backbone_step_s) : 0;
     // The searched network's step over the backbone's, the two timed in
     // turns (at most 1% of the budget): timed apart, at different moments of
