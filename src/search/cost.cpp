@@ -124,7 +124,7 @@ double infer_ms_per_sample(const nn::BackboneSpec& backbone, const nn::Architect
 }
 
 std::vector<double> train_step_ms(const nn::BackboneSpec& backbone, const std::vector<nn::Architecture>& archs,
-                                  const at::Tensor& batch, double max_seconds) {
+                                  const at::Tensor& batch, double max_seconds, double* first_ms) {
   const at::Tensor x = batch.detach();
   std::vector<nn::Backbone> nets;
   for (const auto& arch : archs) {
@@ -140,7 +140,11 @@ std::vector<double> train_step_ms(const nn::BackboneSpec& backbone, const std::v
     return ms_since(t0);
   };
   double round_ms = 0;
-  for (auto& net : nets) round_ms += step_ms(net);
+  for (size_t i = 0; i < nets.size(); ++i) {
+    const double ms = step_ms(nets[i]);
+    if (i == 0 && first_ms != nullptr) *first_ms = ms;
+    round_ms += ms;
+  }
   const int rounds =
       static_cast<int>(std::clamp(std::floor(1000.0 * max_seconds / std::max(1e-9, round_ms)), 1.0, 5.0));
   std::vector<std::vector<double>> times(nets.size());

@@ -86,8 +86,10 @@ double infer_ms_per_sample(const nn::BackboneSpec& backbone, const nn::Architect
 // on all of them alike, so their ratios hold on a shared machine. Rounds: 5,
 // fewer where they would take over max_seconds (as the warm-up steps
 // predict), but at least one. Plans trials in steps (search/dash.cpp).
+// first_ms, if set, receives the first network's warm-up step: a cold first
+// step, what a stage's first step costs.
 std::vector<double> train_step_ms(const nn::BackboneSpec& backbone, const std::vector<nn::Architecture>& archs,
-                                  const at::Tensor& batch, double max_seconds);
+                                  const at::Tensor& batch, double max_seconds, double* first_ms = nullptr);
 
 // Candidate indices of an architecture in `space` (throws if a choice is not
 // in it).

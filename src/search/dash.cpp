@@ -602,17 +602,17 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
   // 2). It is timed first thing in both methods, so that a DASH run and a
   // backbone run side by side time it under the same load: timed after the
   // search instead, DASH's came out 5-11% faster and planned 300-step trials
-  // where its pair planned 250. At most 1% of the budget goes to it.
+  // where its pair planned 250. At most 1% of the budget goes to it. Its
+  // first, cold step is the probe: one backbone training step as a stage's
+  // first step costs it, which sizes what fits in the budget (and is taken
+  // before anything else warms the machine's caches and allocator).
+  double probe_ms = 0;
   const double backbone_step_s =
-      timed ? train_step_ms(retrain_like, {plain}, sample, 0.01 * o.time_budget_s)[0] / 1000.0 : 0;
-  double probe_s = 0;  // one backbone training step, timed: sizes what fits in the budget
-  if (!o.arch_search && timed) {
-    probe_s = measure_costs(retrain_like, space, sample, CostModelKind::kMacs).probe_step_ms / 1000.0;
-  }
+      timed ? train_step_ms(retrain_like, {plain}, sample, 0.01 * o.time_budget_s, &probe_ms)[0] / 1000.0 : 0;
+  const double probe_s = probe_ms / 1000.0;
   if (o.arch_search) {
     const CostModel cost = measure_costs(retrain_like, space, sample, o.cost_model, 0.05 * o.time_budget_s);
     outcome.report["costs"] = cost.to_json();
-    probe_s = cost.probe_step_ms / 1000.0;
     const double search_budget =
         o.time_budget_s > 0 ? std::max(1.0, o.time_budget_s * (1 - o.hpo_share) - seconds_since(t_call)) : 0;
     // A supernet step costs about 3 backbone steps (bench_search: 2.7x on
