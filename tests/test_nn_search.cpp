@@ -605,6 +605,59 @@ TEST(Search, TheGuardStopsASearchedNetworkNotAheadHalfway) {
   EXPECT_EQ(out.report["hpo"]["trained_trial"]["network"], "backbone");
 }
 
+// A keep is looked at again when its gain is below guard_confirm_below x
+// guard_min_gain (forced here): both networks go on from their trials for as
+// long again, the searched one passes again, and the first trials stay what
+// the retrain starts from. Here only a dilated layer (k=3, d=15) can compare
+// two positions 30 apart, so the searched network wins clearly both times.
+TEST(Search, ACloseKeepIsLookedAtAgain) {
+  const auto spec = binary_1d_spec();
+  torch::manual_seed(22);
+  auto make = [](int64_t rows) {
+    at::Tensor x = torch::randn({rows, 1, 48}) * 0.3;
+    at::Tensor a = torch::randn({rows}), b = torch::randn({rows});
+    x.select(2, 8).copy_(3 * a.unsqueeze(1));
+    x.select(2, 38).copy_(3 * b.unsqueeze(1));
+    return dash::task::Split{x, (a > b).to(torch::kLong)};
+  };
+  dash::task::Dataset raw;
+  raw.train = make(512);
+  raw.valid = make(400);
+  const auto data = dash::search::prepare(raw, nullptr);
+  dash::search::SearchOptions so;
+  so.space = {{3}, {15}};
+  so.epochs = 1;
+  so.batch_size = 32;
+  so.width = 4;
+  so.max_cost_ratio = 0;
+  so.cost_model = dash::search::CostModelKind::kMacs;
+  so.grid = {{0.1, 0.9, 5e-4, 0.0}};
+  so.hpo_epochs = 6;  // 96 steps a trial
+  so.guard_confirm_below = 1e9;  // every keep is close
+  auto out = dash::search::run_search(spec, data, so, nullptr);
+  const auto& g = out.report["guard"];
+  ASSERT_TRUE(g.contains("second_look")) << g.dump();
+  const auto& look = g["second_look"];
+  EXPECT_EQ(look["kept"], true) << g.dump();
+  EXPECT_GT(look["advantage"].get<double>(), so.guard_stderrs * look["advantage_stderr"].get<double>());
+  EXPECT_EQ(g["chosen"], "searched");
+  const auto& trials = out.report["hpo"]["trials"];
+  ASSERT_EQ(trials.size(), 4u) << trials.dump();
+  for (size_t i : {2u, 3u}) {
+    EXPECT_EQ(trials[i]["second_look"], true);
+    EXPECT_EQ(trials[i]["steps"].get<int64_t>(), 96);
+  }
+  // Trained on from the first trial: not behind where that ended.
+  EXPECT_GE(look["searched_valid"].get<double>(), trials[1]["valid_metric"].get<double>() - 0.02) << g.dump();
+  EXPECT_EQ(out.report["hpo"]["trained_trial"]["network"], "searched");
+  EXPECT_FALSE(out.report["hpo"]["trained_trial"].contains("second_look"));
+
+  so.guard_confirm_below = 0;  // never
+  out = dash::search::run_search(spec, data, so, nullptr);
+  EXPECT_FALSE(out.report["guard"].contains("second_look"));
+  EXPECT_EQ(out.report["hpo"]["trials"].size(), 2u);
+}
+
 TEST(Search, ABudgetTooShortForTheBatchHalvesIt) {
   using dash::search::search_batch_for;
   // 1 s per step at batch 64, 40 steps wanted.

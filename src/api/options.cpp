@@ -229,6 +229,10 @@ const std::vector<OptionDef>& table() {
                   at_least(0),
                   "the guard keeps the searched network when its mean lead over the folds of valid "
                   "exceeds this many standard errors"),
+      search_only("guard_confirm_below", "number",
+                  [](auto& c) -> auto& { return c.search.guard_confirm_below; }, {}, at_least(0),
+                  "a keep whose gain is below this many guard_min_gain is confirmed by a second look: both "
+                  "networks train on as long again and the searched one must pass the guard again (0: never)"),
       search_only("guard_min_gain", "number", [](auto& c) -> auto& { return c.search.guard_min_gain; }, {},
                   within(0, true, 1, true),
                   "the guard also asks the searched network's lead to remove at least this share of the "

@@ -96,6 +96,11 @@ struct SearchOptions : CommonOptions {
   bool guard = true;
   double guard_stderrs = 1.0;
   double guard_min_gain = 0.18;
+  // A keep whose gain is below guard_confirm_below x guard_min_gain is
+  // looked at again: both networks train on, from where their trials ended,
+  // as long again, and the searched one is kept only if it passes the same
+  // test again (0: never look again).
+  double guard_confirm_below = 2.0;
   // Hyperparameter grid on the discrete network: "small" (small_grid()) or
   // "dash" (dash_grid()); `grid`, when not empty, replaces it.
   bool hpo = true;
