@@ -12,6 +12,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 packages=(
   build-essential g++ cmake pkg-config ccache git
   libtorch-dev            # tensors, autograd, optimizers (LibTorch 1.13, CPU)
+  libgloo-dev             # the headers of c10d's Gloo process group (data-parallel runs)
   libdnnl-dev             # oneDNN: batched matmul of the spectral channel product
   libfftw3-dev            # FFTW: the CPU transforms (float and double, OpenMP)
   libopenblas0-openmp     # LibTorch's BLAS calls; Debian's default BLAS is the slow reference one

@@ -98,6 +98,8 @@ TEST(Options, EachOptionSetsItsOwnField) {
       if (name == "dilations") user["kernel_sizes"] = json::array({3, 5});
       if (name == "resume") user["checkpoint_dir"] = "ckpt";
       if (name == "max_cost_ratio") user[name] = 3.0;
+      if (name == "world_size" || name == "rank") user["init"] = "tcp://node0:29500";
+      if (name == "rank") user["world_size"] = 4;
       const bool search = call == "search";
       const json got = search ? to_json(parse_search_options(user.dump())) : to_json(parse_retrain_options(user.dump()));
       const json& defaults = search ? search_defaults : retrain_defaults;

@@ -19,11 +19,25 @@
 // a saved --out file) writes the run's report: one HTML page that opens
 // offline (dash_report_html). The export command writes a saved model as an
 // ONNX file for runtimes without LibTorch (dash_model_export_onnx).
+//
+// Data parallel (c10d): --nproc N starts N ranks of this same command on this
+// machine (loopback, a free port, cores shared out unless threads is set) and
+// waits for them; --rank R --world-size N --init tcp://HOST:PORT makes this
+// process one rank of a run over several machines (start one per machine,
+// rank 0 on HOST). Rank 0 writes --out, --model and --report; every rank
+// prints its own progress, prefixed with its rank.
 
 #include <dash/dash.h>
 
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstddef>
@@ -36,6 +50,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -93,6 +108,8 @@ std::string report_html(const std::string& run_json) {
 
 // The last warning a progress event carried (printed as it came).
 std::string g_warned;
+// "[rank R] " in a data-parallel run, "" alone.
+std::string g_prefix;
 
 // One line per epoch, and one every 10 s within long epochs; warnings as they come.
 int print_progress(const dash_progress* e, void*) {
@@ -100,13 +117,13 @@ int print_progress(const dash_progress* e, void*) {
   const auto now = Clock::now();
   if (e->size >= offsetof(dash_progress, warning) + sizeof e->warning && e->warning != nullptr) {
     g_warned = e->warning;
-    std::fprintf(stderr, "warning: %s\n", e->warning);
+    std::fprintf(stderr, "%swarning: %s\n", g_prefix.c_str(), e->warning);
   }
   if (e->step == 0) return g_interrupted ? 1 : 0;
   if (e->step == e->steps || now - last >= std::chrono::seconds(10)) {
     last = now;
-    std::fprintf(stderr, "[%s] epoch %lld/%lld step %lld/%lld loss %.4f valid %.4f elapsed %.0fs eta %.0fs\n",
-                 e->stage, (long long)e->epoch, (long long)e->epochs, (long long)e->step,
+    std::fprintf(stderr, "%s[%s] epoch %lld/%lld step %lld/%lld loss %.4f valid %.4f elapsed %.0fs eta %.0fs\n",
+                 g_prefix.c_str(), e->stage, (long long)e->epoch, (long long)e->epochs, (long long)e->step,
                  (long long)e->steps, e->loss, e->metric, e->elapsed_s, e->eta_s);
   }
   return g_interrupted ? 1 : 0;
@@ -118,6 +135,9 @@ struct Args {
   double budget = 0;
   bool resume = false, list = false, markdown = false;
   std::vector<std::string> sets;
+  int nproc = 0;                      // --nproc: start this many local ranks
+  int rank = 0, world_size = 1;       // --rank, --world-size
+  std::string init;                   // --init
 };
 
 const char* kUsage =
@@ -126,6 +146,7 @@ const char* kUsage =
     "               [--set key=value ...] [--out result.json] [--model model.dash]\n"
     "               [--work-dir DIR] [--resume] [--report report.html]\n"
     "               [--list-options] [--options-markdown]\n"
+    "               [--nproc N | --rank R --world-size N --init tcp://HOST:PORT]\n"
     "       dashnas report RESULT.json [-o report.html]\n"
     "       dashnas export MODEL.dash [-o MODEL.onnx] [--opset N] [--fixed-batch N] [--no-normalize]\n";
 
@@ -148,6 +169,10 @@ Args parse_args(int argc, char** argv) {
     else if (arg == "--resume") a.resume = true;
     else if (arg == "--list-options") a.list = true;
     else if (arg == "--options-markdown") a.list = a.markdown = true;
+    else if (arg == "--nproc") a.nproc = std::stoi(value());
+    else if (arg == "--rank") a.rank = std::stoi(value());
+    else if (arg == "--world-size") a.world_size = std::stoi(value());
+    else if (arg == "--init") a.init = value();
     else if (arg == "--train-x" || arg == "--train-y" || arg == "--valid-x" ||
              arg == "--valid-y" || arg == "--test-x" || arg == "--test-y") {
       a.files[arg.substr(2)] = value();
@@ -161,6 +186,11 @@ Args parse_args(int argc, char** argv) {
     throw std::invalid_argument("--method must be dash or backbone, got " + a.method);
   }
   if (a.resume && a.work_dir.empty()) throw std::invalid_argument("--resume needs --work-dir");
+  if (a.nproc < 0 || a.nproc > 1024) throw std::invalid_argument("--nproc must be in 1..1024");
+  if (a.nproc > 0 && (a.world_size != 1 || !a.init.empty())) {
+    throw std::invalid_argument("--nproc starts its own ranks: give it without --rank, --world-size and --init");
+  }
+  if (a.world_size > 1 && a.init.empty()) throw std::invalid_argument("--world-size needs --init tcp://HOST:PORT");
   return a;
 }
 
@@ -210,6 +240,15 @@ int run(const Args& a) {
   }
   json search_opt = json::object(), retrain_opt = json::object();
   apply_sets(a, described, &search_opt, &retrain_opt);
+  if (a.world_size > 1) {
+    for (json* o : {&search_opt, &retrain_opt}) {
+      (*o)["world_size"] = a.world_size;
+      (*o)["rank"] = a.rank;
+      (*o)["init"] = a.init;
+    }
+    g_prefix = "[rank " + std::to_string(a.rank) + "] ";
+  }
+  const bool writes = a.rank == 0;  // rank 0 alone writes the run's files
   if (!a.work_dir.empty()) {
     search_opt["checkpoint_dir"] = retrain_opt["checkpoint_dir"] = a.work_dir;
     search_opt["resume"] = retrain_opt["resume"] = a.resume;
@@ -236,8 +275,8 @@ int run(const Args& a) {
   int64_t n_train = 0, n_test = 0;
   check(dash_task_split_size(task, DASH_SPLIT_TRAIN, &n_train), "dash_task_split_size");
   check(dash_task_split_size(task, DASH_SPLIT_TEST, &n_test), "dash_task_split_size");
-  std::fprintf(stderr, "dashnas %s: %s, %lld train and %lld test samples, method %s, budget %.0f s\n",
-               dash_version(), spec.value("kind", "?").c_str(), (long long)n_train,
+  std::fprintf(stderr, "%sdashnas %s: %s, %lld train and %lld test samples, method %s, budget %.0f s\n",
+               g_prefix.c_str(), dash_version(), spec.value("kind", "?").c_str(), (long long)n_train,
                (long long)n_test, a.method.c_str(), a.budget);
 
   const double load_s = seconds();
@@ -253,7 +292,7 @@ int run(const Args& a) {
   char* arch_text = nullptr;
   check(dash_arch_to_json(arch, &arch_text), "dash_arch_to_json");
   const json arch_json = json::parse(take_string(arch_text));
-  std::fprintf(stderr, "architecture: %s\n", arch_json["layers"].dump().c_str());
+  std::fprintf(stderr, "%sarchitecture: %s\n", g_prefix.c_str(), arch_json["layers"].dump().c_str());
 
   if (a.budget > 0) retrain_opt["time_budget_s"] = std::max(1.0, a.budget - seconds());
   dash_model* model = nullptr;
@@ -285,10 +324,11 @@ int run(const Args& a) {
   // also hold what came later: a test pass the budget cut short).
   if (retrained.contains("retrain") && retrained["retrain"].value("warning", json()).is_string() &&
       retrained["retrain"]["warning"].get<std::string>() != g_warned) {
-    std::fprintf(stderr, "warning: %s\n", retrained["retrain"]["warning"].get<std::string>().c_str());
+    std::fprintf(stderr, "%swarning: %s\n", g_prefix.c_str(),
+                 retrained["retrain"]["warning"].get<std::string>().c_str());
   }
   if (retrained.contains("pos_weight")) {
-    std::fprintf(stderr, "pos_weight %.4g from the train split\n",
+    std::fprintf(stderr, "%spos_weight %.4g from the train split\n", g_prefix.c_str(),
                  retrained["pos_weight"]["value"].get<double>());
   }
   if (n_test > 0 && retrained.contains("test_metric") && retrained["test_metric"].is_number()) {
@@ -296,7 +336,7 @@ int run(const Args& a) {
     result["metric_name"] = retrained["metric_name"];
     result["metric"] = retrained["test_metric"];
     result["higher_is_better"] = retrained["higher_is_better"];
-    std::fprintf(stderr, "%s: test %s = %s in %.0f s\n", a.method.c_str(),
+    std::fprintf(stderr, "%s%s: test %s = %s in %.0f s\n", g_prefix.c_str(), a.method.c_str(),
                  retrained["metric_name"].get<std::string>().c_str(), result["metric"].dump().c_str(), wall);
   } else if (n_test > 0) {
     char* report = nullptr;
@@ -305,9 +345,10 @@ int run(const Args& a) {
     result["metric_name"] = r["metric_name"];
     result["metric"] = r["metric"];
     result["higher_is_better"] = r["higher_is_better"];
-    std::fprintf(stderr, "%s: test %s = %s in %.0f s\n", a.method.c_str(),
+    std::fprintf(stderr, "%s%s: test %s = %s in %.0f s\n", g_prefix.c_str(), a.method.c_str(),
                  r["metric_name"].get<std::string>().c_str(), r["metric"].dump().c_str(), wall);
   }
+  if (!writes) return 0;
   if (!a.model.empty()) check(dash_model_save(model, a.model.c_str()), "dash_model_save");
   const std::string text = result.dump(2);
   if (a.out.empty()) {
@@ -375,18 +416,106 @@ int export_command(int argc, char** argv) {
   return 0;
 }
 
+// A TCP port free on the loopback interface now (bound, read back, released).
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw std::runtime_error("--nproc: cannot find a free loopback port");
+  return ntohs(addr.sin_port);
+}
+
+// --nproc N: this command N times as ranks 0..N-1 on loopback. Ctrl-C (or a
+// rank that fails) stops them all; the exit status is the first failure's.
+int run_local_ranks(int argc, char** argv, const Args& a) {
+  const std::string init = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  bool threads_set = false;
+  for (const auto& s : a.sets) threads_set = threads_set || s.rfind("threads=", 0) == 0;
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < a.nproc; ++r) {
+    std::vector<std::string> args;
+    for (int i = 0; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg == "--nproc") {
+        ++i;  // and its value
+        continue;
+      }
+      args.push_back(arg);
+    }
+    for (const std::string& extra : {std::string("--rank"), std::to_string(r), std::string("--world-size"),
+                                     std::to_string(a.nproc), std::string("--init"), init}) {
+      args.push_back(extra);
+    }
+    if (!threads_set) {
+      args.push_back("--set");
+      args.push_back("threads=" + std::to_string(std::max(1u, cores / static_cast<unsigned>(a.nproc))));
+    }
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("--nproc: cannot start rank " + std::to_string(r));
+    if (pid == 0) {
+      std::vector<char*> cargs;
+      for (auto& s : args) cargs.push_back(s.data());
+      cargs.push_back(nullptr);
+      ::execv("/proc/self/exe", cargs.data());
+      std::perror("dashnas --nproc: exec");
+      ::_exit(127);
+    }
+    ranks.push_back(pid);
+  }
+  int status_out = 0;
+  size_t running = ranks.size();
+  bool stopping = false;
+  while (running > 0) {
+    int status = 0;
+    const pid_t done = ::waitpid(-1, &status, 0);
+    if (done < 0) {
+      if (errno == EINTR) {
+        // Ctrl-C reached this process: hand it to every rank (each stops at its next step).
+        for (pid_t p : ranks) ::kill(p, SIGINT);
+        continue;
+      }
+      break;
+    }
+    --running;
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (code != 0 && status_out == 0) status_out = code;
+    if (code != 0 && !stopping) {
+      // One rank failed: the others would wait for it until dist_timeout_s.
+      stopping = true;
+      for (pid_t p : ranks) {
+        if (p != done) ::kill(p, SIGTERM);
+      }
+    }
+  }
+  return status_out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  // (Without SA_RESTART, so that --nproc's wait for its ranks sees Ctrl-C.)
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   try {
     if (argc > 1 && std::string(argv[1]) == "report") return report_command(argc, argv);
     if (argc > 1 && std::string(argv[1]) == "export") return export_command(argc, argv);
-    return run(parse_args(argc, argv));
+    const Args args = parse_args(argc, argv);
+    if (args.nproc > 0) return run_local_ranks(argc, argv, args);
+    return run(args);
   } catch (const Failure& f) {
-    std::fprintf(stderr, "dashnas: %s\n", f.what());
-    if (f.status == DASH_CANCELLED) std::fprintf(stderr, "dashnas: interrupted; rerun with --resume to continue\n");
+    std::fprintf(stderr, "%sdashnas: %s\n", g_prefix.c_str(), f.what());
+    if (f.status == DASH_CANCELLED) {
+      std::fprintf(stderr, "%sdashnas: interrupted; rerun with --resume to continue\n", g_prefix.c_str());
+    }
     return f.status == DASH_CANCELLED ? 130 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dashnas: %s\n%s", e.what(), kUsage);

@@ -261,6 +261,28 @@ const std::vector<OptionDef>& table() {
            "where checkpoints go at each epoch end (\"\": none)"),
       both("resume", "bool", [](auto& c) -> auto& { return common(c).resume; }, {}, {},
            "continue from the checkpoints in checkpoint_dir"),
+      both("world_size", "int", [](auto& c) -> auto& { return c.runtime.dist.world_size; }, {}, at_least(1),
+           "processes of a data-parallel run (on one machine or many); 1: this process alone"),
+      both("rank", "int", [](auto& c) -> auto& { return c.runtime.dist.rank; }, {}, at_least(0),
+           "this process's place in a data-parallel run, 0 .. world_size - 1 (rank 0 writes the files)"),
+      both("init", "string", [](auto& c) -> auto& { return c.runtime.dist.init; }, {}, {},
+           "where the ranks meet: tcp://HOST:PORT (rank 0 hosts a c10d TCPStore on PORT) or "
+           "file://PATH (a c10d FileStore on a file system every rank sees)"),
+      both("dist_backend", "string", [](auto& c) -> auto& { return c.runtime.dist.backend; },
+           {"auto", "gloo", "nccl"}, {}, "c10d process group: auto is gloo on the CPU, nccl on CUDA"),
+      both("dist_timeout_s", "number", [](auto& c) -> auto& { return c.runtime.dist.timeout_s; }, {}, above(0),
+           "the longest a rank waits for the others (to join, or in a step) before it fails"),
+      both("data_sharded", "bool", [](auto& c) -> auto& { return c.runtime.dist.data_sharded; }, {}, {},
+           "false: every rank is given the whole data and keeps a disjoint shard of train (and of "
+           "valid and test to score); true: each rank is given its own shard"),
+      both("sync_batch_norm", "bool", [](auto& c) -> auto& { return c.runtime.dist.sync_batch_norm; }, {}, {},
+           "data-parallel batch norm: true normalises with the whole global batch's statistics (a run "
+           "then computes what one process does on the global batch; two messages per layer and step), "
+           "false with each rank's own batch, the running statistics averaged over ranks at each epoch's end"),
+      both("batch_size_global", "int", [](auto& c) -> auto& { return c.runtime.dist.batch_size_global; }, {},
+           at_least(0),
+           "samples per step over all ranks (a multiple of world_size; each rank takes its share); "
+           "0: batch_size per rank"),
   };
   return t;
 }
@@ -340,6 +362,7 @@ Call parse(const std::string& text) {
   }
   const search::CommonOptions& o = common(call);
   if (o.resume && o.checkpoint_dir.empty()) throw std::invalid_argument("option 'resume' needs 'checkpoint_dir'");
+  dist::validate(call.runtime.dist);
   return call;
 }
 

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "dist/communicator.h"
 #include "search/dash.h"
 #include "train/trainer.h"
 
@@ -22,6 +23,7 @@ struct RuntimeOptions {
   int threads = 0;                   // compute threads; 0: all cores
   std::string device = "auto";       // "auto", "cpu" or "cuda"
   std::string fft_planner = "auto";  // ops::cpu::set_fft_planner's effort
+  dist::DistOptions dist;            // world_size 1: no data parallelism
 };
 
 // How a task's splits become the train and validation data of a call.

@@ -61,6 +61,92 @@ task::Dataset on_device(task::Dataset data, const at::Device& device) {
   return data;
 }
 
+// A data-parallel call's process group (null for world_size 1). Every rank
+// must be given the same task and options (apart from rank, threads,
+// checkpoint_dir and time_budget_s); connect() refuses the call on every rank
+// otherwise.
+template <class Call>
+std::shared_ptr<dist::Communicator> join(const TaskData& task, const Call& options, bool cuda) {
+  if (options.runtime.dist.world_size <= 1) return nullptr;
+  json print = to_json(options);
+  // (time_budget_s: what each rank has left after loading its data; rank 0's
+  // clock decides.)
+  for (const char* local : {"rank", "threads", "checkpoint_dir", "time_budget_s"}) print.erase(local);
+  print["task"] = task.spec.to_json();
+  if (!options.runtime.dist.data_sharded) {
+    for (size_t s = 0; s < task.splits.size(); ++s) print["rows"].push_back(task.splits[s].size());
+  }
+  return dist::connect(options.runtime.dist, print.dump(), cuda);
+}
+
+// This rank's part of a data-parallel call's data, all ranks holding the
+// same number of train rows (so that they take the same steps) and at least
+// one row of every split that has rows (so that each scores its part).
+// Given the whole data: train is cut into world_size disjoint shards of a
+// seeded permutation (the same on every rank; a remainder of fewer than
+// world_size rows is left out), and valid and test are scored in turns
+// (rank r takes rows r, r + world_size, ...). Given shards (data_sharded):
+// train is cut to the shortest rank's, valid and test are the rank's own.
+task::Dataset shard(task::Dataset d, const dist::DistOptions& o, dist::Communicator& comm, uint64_t seed,
+                    json* report) {
+  const int64_t world = comm.world_size(), rank = comm.rank();
+  const int64_t given = d.train.size();
+  if (!o.data_sharded) {
+    const int64_t per = given / world;
+    if (per < 1) {
+      throw std::invalid_argument("train has " + std::to_string(given) + " rows, fewer than world_size (" +
+                                  std::to_string(world) + "): every rank needs at least one");
+    }
+    at::Generator gen = at::detail::createCPUGenerator(seed ^ 0xd157ULL);
+    const at::Tensor idx = torch::randperm(given, gen, torch::kLong).narrow(0, rank * per, per);
+    d.train = {d.train.x.index_select(0, idx.to(d.train.x.device())),
+               d.train.y.index_select(0, idx.to(d.train.y.device()))};
+    for (task::Split* s : {&d.valid, &d.test}) {
+      if (s->empty()) continue;
+      if (s->size() < world) {
+        throw std::invalid_argument("a split has " + std::to_string(s->size()) + " rows, fewer than world_size (" +
+                                    std::to_string(world) + "): every rank scores at least one");
+      }
+      const at::Tensor rows = torch::arange(rank, s->size(), world, torch::kLong);
+      *s = {s->x.index_select(0, rows.to(s->x.device())), s->y.index_select(0, rows.to(s->y.device()))};
+    }
+  } else {
+    const int64_t per = comm.min_all(given);
+    if (per < 1) throw std::invalid_argument("data_sharded: a rank was given no train rows");
+    d.train = {d.train.x.narrow(0, 0, per), d.train.y.narrow(0, 0, per)};
+    for (task::Split* s : {&d.valid, &d.test}) {
+      const int64_t fewest = comm.min_all(s->size()), most = -comm.min_all(-s->size());
+      if (most > 0 && fewest == 0) {
+        throw std::invalid_argument("data_sharded: a rank was given no rows of a split the others have");
+      }
+    }
+  }
+  (*report)["distributed"] = {{"world_size", world},
+                              {"rank", rank},
+                              {"backend", "gloo"},
+                              {"data_sharded", o.data_sharded},
+                              {"train_rows_per_rank", d.train.size()},
+                              {"train_rows_given", given}};
+  return d;
+}
+
+// f(), but a failed data-parallel call drops its process group, so that the
+// next call meets the other ranks afresh instead of through a broken group.
+template <class F>
+auto dropping_group_on_failure(const dist::DistOptions& o, F&& f) {
+  try {
+    return f();
+  } catch (...) {
+    if (o.world_size > 1) dist::disconnect(o);
+    throw;
+  }
+}
+
+// The batch of one rank's step.
+int64_t rank_batch(int64_t batch_size, const dist::DistOptions& o) {
+  return o.world_size > 1 && o.batch_size_global > 0 ? o.batch_size_global / o.world_size : batch_size;
+}
+
 // What is left of time_budget_s after preparing the data (that time counts
 // inside the budget); 0 stays "no budget".
 double budget_left(double budget, Clock::time_point t_call) {
@@ -163,27 +249,40 @@ ArchChoice plain_architecture(const task::TaskSpec& spec) {
   return a;
 }
 
-ArchChoice search(const TaskData& task, const SearchCall& options, const train::ProgressFn& progress) {
+namespace {
+
+ArchChoice search_call(const TaskData& task, const SearchCall& options, const train::ProgressFn& progress) {
   const auto t_call = Clock::now();
   apply(options.runtime);
-  const auto raw = dataset(task, options.data, options.search.seed);
-  const auto data = on_device(search::prepare(raw, nullptr), device_named(options.runtime.device));
+  const at::Device device = device_named(options.runtime.device);
   search::SearchOptions so = options.search;
+  so.comm = join(task, options, device.is_cuda());
+  json dist_report;
+  auto raw = dataset(task, options.data, options.search.seed);
+  if (so.comm) raw = shard(raw, options.runtime.dist, *so.comm, options.search.seed, &dist_report);
+  const auto data = on_device(search::prepare(raw, nullptr, so.comm.get()), device);
+  so.batch_size = rank_batch(so.batch_size, options.runtime.dist);
   so.time_budget_s = budget_left(so.time_budget_s, t_call);
   auto outcome = search::run_search(task.spec, data, so, progress);
+  if (!dist_report.is_null()) outcome.report.update(dist_report);
   if (outcome.trained) outcome.trained->to(at::kCPU);
   return {outcome.architecture, outcome.hp, outcome.report, outcome.trained};
 }
 
-std::unique_ptr<model::TrainedModel> retrain(const TaskData& task, const ArchChoice& arch,
-                                             const RetrainCall& options, const train::ProgressFn& progress) {
+std::unique_ptr<model::TrainedModel> retrain_call(const TaskData& task, const ArchChoice& arch,
+                                                  const RetrainCall& options, const train::ProgressFn& progress) {
   const auto t_call = Clock::now();
   apply(options.runtime);
-  const auto raw = dataset(task, options.data, options.retrain.seed);
-  task::Normalizer norm;  // fitted on the CPU, where the model will infer
-  const auto data = on_device(search::prepare(raw, &norm), device_named(options.runtime.device));
-  const train::Hyperparams hp = options.hp.applied_to(arch.hp);
+  const at::Device device = device_named(options.runtime.device);
   search::RetrainOptions ro = options.retrain;
+  ro.comm = join(task, options, device.is_cuda());
+  json dist_report;
+  auto raw = dataset(task, options.data, options.retrain.seed);
+  if (ro.comm) raw = shard(raw, options.runtime.dist, *ro.comm, options.retrain.seed, &dist_report);
+  task::Normalizer norm;  // fitted on the CPU, where the model will infer
+  const auto data = on_device(search::prepare(raw, &norm, ro.comm.get()), device);
+  ro.batch_size = rank_batch(ro.batch_size, options.runtime.dist);
+  const train::Hyperparams hp = options.hp.applied_to(arch.hp);
   ro.time_budget_s = budget_left(ro.time_budget_s, t_call);
   // The search timed a training step of the plain backbone at its batch size
   // and width; no retrain network is cheaper, so the retrain refuses a budget
@@ -196,10 +295,23 @@ std::unique_ptr<model::TrainedModel> retrain(const TaskData& task, const ArchCho
   ro.warm = arch.trained;
   auto r = search::run_retrain(task.spec, data, arch.architecture, hp, ro, progress);
   json report = r.report;
+  if (!dist_report.is_null()) report.update(dist_report);
   if (!arch.report.empty()) report["search"] = arch.report;
   r.model->to(at::kCPU);  // every model starts on the CPU (TrainedModel::to moves it)
   const nn::BackboneSpec bspec = r.model->spec();
   return std::make_unique<model::TrainedModel>(task.spec, bspec, arch.architecture, hp, norm, report, r.model);
+}
+
+}  // namespace
+
+ArchChoice search(const TaskData& task, const SearchCall& options, const train::ProgressFn& progress) {
+  return dropping_group_on_failure(options.runtime.dist, [&] { return search_call(task, options, progress); });
+}
+
+std::unique_ptr<model::TrainedModel> retrain(const TaskData& task, const ArchChoice& arch,
+                                             const RetrainCall& options, const train::ProgressFn& progress) {
+  return dropping_group_on_failure(options.runtime.dist,
+                                   [&] { return retrain_call(task, arch, options, progress); });
 }
 
 json evaluate(const model::TrainedModel& model, const TaskData& task, SplitIndex split) {

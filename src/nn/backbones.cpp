@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "dist/sync_batch_norm.h"
 #include "util/errors.h"
 
 namespace dash::nn {
@@ -254,28 +255,46 @@ at::Tensor BackboneImpl::forward(const at::Tensor& x) {
   return torch::addcmul(output_shift_.view(per_channel), raw, output_scale_.view(per_channel));
 }
 
+at::Tensor BackboneImpl::norm(torch::nn::AnyModule& bn, const at::Tensor& x) {
+  return sync_ != nullptr && is_training() ? norm(*bn.ptr(), x) : bn.forward(x);
+}
+
+at::Tensor BackboneImpl::norm(torch::nn::Module& bn, const at::Tensor& x) {
+  if (auto* b = bn.as<torch::nn::BatchNorm1dImpl>()) {
+    if (sync_ == nullptr || !is_training()) return b->forward(x);
+    return dist::synced_batch_norm(x, b->weight, b->bias, b->running_mean, b->running_var, b->num_batches_tracked,
+                                   b->options.momentum().value_or(0.1), b->options.eps(), *sync_);
+  }
+  if (auto* b = bn.as<torch::nn::BatchNorm2dImpl>()) {
+    if (sync_ == nullptr || !is_training()) return b->forward(x);
+    return dist::synced_batch_norm(x, b->weight, b->bias, b->running_mean, b->running_var, b->num_batches_tracked,
+                                   b->options.momentum().value_or(0.1), b->options.eps(), *sync_);
+  }
+  throw std::logic_error("BackboneImpl::norm: " + bn.name() + " is not a BatchNorm1d or BatchNorm2d");
+}
+
 at::Tensor BackboneImpl::forward_wrn(const at::Tensor& x) {
   at::Tensor h = stem_->forward(x);
   for (auto& b : blocks_) {
-    at::Tensor out = b.conv1->forward(torch::relu(b.bn1.forward(h)));
+    at::Tensor out = b.conv1->forward(torch::relu(norm(b.bn1, h)));
     out = dropout_->forward(out);
-    out = b.conv2->forward(torch::relu(b.bn2.forward(out)));
+    out = b.conv2->forward(torch::relu(norm(b.bn2, out)));
     h = out + (b.shortcut.is_empty() ? h : b.shortcut.forward(h));
   }
-  h = torch::relu(head_bn_.forward(h));
+  h = torch::relu(norm(head_bn_, h));
   if (spec_.dense) return head_.forward(h);
   return head_.forward(h.mean({2, 3}));
 }
 
 at::Tensor BackboneImpl::forward_resnet1d(const at::Tensor& x) {
-  at::Tensor h = stem1d_ ? torch::relu(stem1d_bn_->forward(stem1d_->forward(x))) : x;
+  at::Tensor h = stem1d_ ? torch::relu(norm(*stem1d_bn_, stem1d_->forward(x))) : x;
   for (auto& b : blocks_) {
-    at::Tensor out = dropout_->forward(torch::relu(b.bn1.forward(b.conv1->forward(h))));
-    out = dropout_->forward(torch::relu(b.bn2.forward(b.conv2->forward(out))));
-    out = torch::relu(b.bn3.forward(b.conv3->forward(out)));
+    at::Tensor out = dropout_->forward(torch::relu(norm(b.bn1, b.conv1->forward(h))));
+    out = dropout_->forward(torch::relu(norm(b.bn2, b.conv2->forward(out))));
+    out = torch::relu(norm(b.bn3, b.conv3->forward(out)));
     // The reference's blocks add a residual only where the channels change
     // (a 1x1 conv and BN); a block that keeps them has none.
-    h = b.shortcut.is_empty() ? out : out + b.shortcut_bn.forward(b.shortcut.forward(h));
+    h = b.shortcut.is_empty() ? out : out + norm(b.shortcut_bn, b.shortcut.forward(h));
   }
   if (spec_.dense) return head_.forward(h);
   return head_.forward(h.mean({2}));

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "nn/architecture.h"
 #include "nn/graph.h"
 #include "nn/searchable_conv.h"
@@ -78,8 +79,14 @@ class BackboneImpl : public torch::nn::Module {
   // Multiply-accumulates per sample of every convolution and the head, at
   // the sizes of the last forward (run one first).
   double macs_per_sample() const;
+  // Data-parallel training: while set (not null), batch norm in training
+  // mode normalises with the statistics of every rank's batch together
+  // (dist::synced_batch_norm). Evaluation mode is unaffected.
+  void sync_batch_norm(dist::Communicator* comm) { sync_ = comm; }
 
  private:
+  at::Tensor norm(torch::nn::AnyModule& bn, const at::Tensor& x);
+  at::Tensor norm(torch::nn::Module& bn, const at::Tensor& x);
   at::Tensor forward_wrn(const at::Tensor& x);
   at::Tensor forward_resnet1d(const at::Tensor& x);
   GraphValue trace_wrn(GraphSink& g, GraphValue h) const;
@@ -104,6 +111,7 @@ class BackboneImpl : public torch::nn::Module {
   torch::nn::AnyModule head_;  // Linear, or a 1x1 conv when dense
   torch::nn::Dropout dropout_{nullptr};
   at::Tensor output_scale_, output_shift_;  // [num_outputs]
+  dist::Communicator* sync_ = nullptr;
 };
 TORCH_MODULE(Backbone);
 

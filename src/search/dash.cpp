@@ -31,6 +31,32 @@ nlohmann::json number_or_null(double v) {
   return std::isnan(v) ? nlohmann::json() : nlohmann::json(v);
 }
 
+// What a clock decided (a step time, a trial's length, the time left), as
+// every rank of a data-parallel run must take it: rank 0's. Alone: itself.
+double agreed(const CommonOptions& o, double v) { return o.comm ? o.comm->from_root(v) : v; }
+
+// Rank 0's measured costs on every rank (each rank timed its own).
+void agree(const CommonOptions& o, CostModel* cost) {
+  if (!o.comm) return;
+  cost->kind = o.comm->from_root(static_cast<int64_t>(cost->kind == CostModelKind::kMacs)) != 0
+                   ? CostModelKind::kMacs
+                   : CostModelKind::kMeasured;
+  cost->fallback = o.comm->from_root(cost->fallback);
+  std::vector<double> numbers{cost->backbone_step_ms, cost->probe_step_ms, cost->timing_scale,
+                              static_cast<double>(cost->timing_batch)};
+  for (const auto& layer : cost->layers) numbers.insert(numbers.end(), layer.ms.begin(), layer.ms.end());
+  at::Tensor t = torch::tensor(numbers, torch::kDouble);
+  o.comm->broadcast({t});
+  size_t i = 0;
+  cost->backbone_step_ms = t[i++].item<double>();
+  cost->probe_step_ms = t[i++].item<double>();
+  cost->timing_scale = t[i++].item<double>();
+  cost->timing_batch = static_cast<int64_t>(t[i++].item<double>());
+  for (auto& layer : cost->layers) {
+    for (auto& ms : layer.ms) ms = t[static_cast<int64_t>(i++)].item<double>();
+  }
+}
+
 }  // namespace
 
 ops::CandidateSpace default_space(int dims) {
@@ -69,7 +95,7 @@ std::vector<train::Hyperparams> dash_grid() {
 }
 
 void fit_output_affine(const task::TaskSpec& spec, const at::Tensor& train_y,
-                       nn::BackboneSpec* backbone) {
+                       nn::BackboneSpec* backbone, dist::Communicator* comm) {
   backbone->output_scale.clear();
   backbone->output_shift.clear();
   const bool float_targets = spec.kind == task::TaskKind::kRegression ||
@@ -78,16 +104,30 @@ void fit_output_affine(const task::TaskSpec& spec, const at::Tensor& train_y,
   if (!float_targets || !scalable || !train_y.defined() || train_y.size(0) == 0) return;
   // [n, outputs, positions...] -> [outputs, n * positions]
   const at::Tensor y = train_y.to(at::kDouble).transpose(0, 1).reshape({spec.num_outputs, -1});
-  const at::Tensor mean = y.mean(1);
-  const at::Tensor std = y.std(1, /*unbiased=*/false).clamp_min(1e-8);
+  at::Tensor mean = y.mean(1);
+  at::Tensor std = y.std(1, /*unbiased=*/false).clamp_min(1e-8);
+  if (comm != nullptr) {
+    // Every rank's targets: [count, sum, sum of squared deviations from the
+    // local mean] per output, combined as parallel variance does.
+    const double n = static_cast<double>(y.size(1));
+    const at::Tensor local_sq = (y - mean.unsqueeze(1)).square().sum(1);
+    at::Tensor sums = at::cat({at::full({1}, n, y.options()), mean * n});
+    comm->sum(sums);
+    const double total = sums[0].item<double>();
+    const at::Tensor global_mean = sums.narrow(0, 1, spec.num_outputs) / total;
+    at::Tensor sq = local_sq + n * (mean - global_mean).square();
+    comm->sum(sq);
+    mean = global_mean;
+    std = (sq / total).sqrt().clamp_min(1e-8);
+  }
   for (int64_t c = 0; c < spec.num_outputs; ++c) {
     backbone->output_shift.push_back(mean[c].item<double>());
     backbone->output_scale.push_back(std[c].item<double>());
   }
 }
 
-task::Dataset prepare(const task::Dataset& data, task::Normalizer* normalizer_out) {
-  task::Normalizer norm = task::Normalizer::fit(data.train.x);
+task::Dataset prepare(const task::Dataset& data, task::Normalizer* normalizer_out, dist::Communicator* comm) {
+  task::Normalizer norm = task::Normalizer::fit(data.train.x, comm);
   task::Dataset out = data;
   out.train.x = norm.apply(data.train.x);
   if (!data.valid.empty()) out.valid.x = norm.apply(data.valid.x);
@@ -103,12 +143,13 @@ bool dense_task(const task::TaskSpec& spec) { return spec.kind == task::TaskKind
 // A dense binary target with rare positives (a mask, well under 1% of the
 // positions) trains towards all-negative outputs without a positive weight;
 // unless the task sets one, it is taken from the train split and reported.
-task::TaskSpec with_pos_weight(task::TaskSpec spec, const task::Dataset& data, nlohmann::json* report) {
+task::TaskSpec with_pos_weight(task::TaskSpec spec, const task::Dataset& data, nlohmann::json* report,
+                               dist::Communicator* comm) {
   if (spec.kind != task::TaskKind::kDense || spec.loss != task::LossKind::kBCEWithLogits ||
       spec.pos_weight.has_value() || data.train.empty()) {
     return spec;
   }
-  spec.pos_weight = task::balancing_pos_weight(data.train.y);
+  spec.pos_weight = task::balancing_pos_weight(data.train.y, comm);
   (*report)["pos_weight"] = {{"value", *spec.pos_weight},
                              {"from", "the train split: negatives / positives"}};
   return spec;
@@ -263,6 +304,7 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
   so.checkpoint = checkpoint_path(o.checkpoint_dir, "search");
   so.resume = o.resume;
   so.seed = o.seed;
+  so.comm = o.comm;
   so.after_backward = [&](int64_t step) {
     if (step < o.warmup_steps) return false;  // weights only: let them learn first
     for (size_t i = 0; i < layers.size(); ++i) {
@@ -394,7 +436,17 @@ task::Split fold_of(const task::Split& valid, int f, int folds) {
   return {valid.x.narrow(0, start, len), valid.y.narrow(0, start, len)};
 }
 
-int folds_for(const task::Split& valid) { return static_cast<int>(std::min<int64_t>(kGuardFolds, valid.size())); }
+// Data-parallel: as many as every rank's part of valid holds.
+int folds_for(const task::Split& valid, dist::Communicator* comm) {
+  const int64_t folds = std::min<int64_t>(kGuardFolds, valid.size());
+  return static_cast<int>(comm != nullptr ? comm->min_all(folds) : folds);
+}
+
+// Whether the time for a look at the folds is spent (rank 0's clock decides).
+bool spent(Clock::time_point t0, double max_seconds, dist::Communicator* comm) {
+  const bool local = max_seconds > 0 && seconds_since(t0) >= max_seconds;
+  return comm != nullptr ? comm->from_root(static_cast<int64_t>(local)) != 0 : local;
+}
 
 // The paired differences' mean and standard error; `sign` makes positive
 // mean "the first is better" whatever the metric's direction. Folds whose
@@ -424,16 +476,17 @@ PairedTest paired(const std::vector<double>& first, const std::vector<double>& s
 // under AddressSanitizer with 400-sample folds.)
 // The first wins when its mean advantage exceeds `stderrs` standard errors.
 PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& first,
-                       nn::Backbone& second, int64_t batch_size, double max_seconds, double stderrs = 1.0) {
+                       nn::Backbone& second, int64_t batch_size, double max_seconds, dist::Communicator* comm,
+                       double stderrs = 1.0) {
   const auto t0 = Clock::now();
-  const int folds = folds_for(valid);
+  const int folds = folds_for(valid, comm);
   if (folds < 2) return {};
   std::vector<double> a, b;
   for (int f = 0; f < folds; ++f) {
-    if (max_seconds > 0 && seconds_since(t0) >= max_seconds) break;
+    if (spent(t0, max_seconds, comm)) break;
     const task::Split part = fold_of(valid, f, folds);
-    a.push_back(train::evaluate(first, spec, part, batch_size).metric);
-    b.push_back(train::evaluate(second, spec, part, batch_size).metric);
+    a.push_back(train::evaluate(first, spec, part, batch_size, 0, comm).metric);
+    b.push_back(train::evaluate(second, spec, part, batch_size, 0, comm).metric);
   }
   return paired(a, b, task::higher_is_better(spec.metric) ? 1.0 : -1.0, stderrs);
 }
@@ -441,13 +494,13 @@ PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn:
 // `net`'s score on the folds of valid, in order (none when valid has fewer
 // than 2 rows); with max_seconds > 0 no fold starts once that time is spent.
 std::vector<double> fold_scores(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& net,
-                                int64_t batch_size, double max_seconds) {
+                                int64_t batch_size, double max_seconds, dist::Communicator* comm) {
   const auto t0 = Clock::now();
-  const int folds = folds_for(valid);
+  const int folds = folds_for(valid, comm);
   std::vector<double> scores;
   for (int f = 0; folds >= 2 && f < folds; ++f) {
-    if (max_seconds > 0 && seconds_since(t0) >= max_seconds) break;
-    scores.push_back(train::evaluate(net, spec, fold_of(valid, f, folds), batch_size).metric);
+    if (spent(t0, max_seconds, comm)) break;
+    scores.push_back(train::evaluate(net, spec, fold_of(valid, f, folds), batch_size, 0, comm).metric);
   }
   return scores;
 }
@@ -484,6 +537,7 @@ Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const Sea
   to.augment = o.augment;
   to.hp = hp;
   to.seed = o.seed + 1;
+  to.comm = o.comm;
   to.keep_best = false;
   // The paired test after it scores valid twice (this network and the one it
   // is compared with): that time is the trial's too.
@@ -578,7 +632,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
                          const SearchOptions& options, const train::ProgressFn& progress) {
   const auto t_call = Clock::now();
   SearchOutcome outcome;
-  const task::TaskSpec spec = with_pos_weight(task_spec, data, &outcome.report);
+  dist::Communicator* comm = options.comm.get();
+  const task::TaskSpec spec = with_pos_weight(task_spec, data, &outcome.report, comm);
   SearchOptions o = options;
   const bool dense = dense_task(spec);
   if (std::isnan(o.lr)) o.lr = dense ? kDenseLr : train::Hyperparams{}.lr;
@@ -590,7 +645,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
   ops::CandidateSpace space = o.space.size() > 0 ? o.space : default_space(spec.dims());
   space.validate();
   nn::BackboneSpec super_spec = nn::backbone_for(spec, o.depth, o.width, 0.0, o.stem_stride);
-  fit_output_affine(spec, data.train.y, &super_spec);
+  fit_output_affine(spec, data.train.y, &super_spec, comm);
   const nn::Architecture plain = nn::Architecture::plain(nn::backbone_for(spec, o.depth, 1, 0, o.stem_stride).name(),
                                                          super_spec.searchable_layers());
   train::Hyperparams default_hp;
@@ -611,14 +666,15 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
   // first step costs it, which sizes what fits in the budget (and is taken
   // before anything else warms the machine's caches and allocator).
   double probe_ms = 0;
-  const double backbone_step_s =
-      timed ? train_step_ms(retrain_like, {plain}, sample, 0.01 * o.time_budget_s, &probe_ms)[0] / 1000.0 : 0;
-  const double probe_s = probe_ms / 1000.0;
+  const double backbone_step_s = agreed(
+      o, timed ? train_step_ms(retrain_like, {plain}, sample, 0.01 * o.time_budget_s, &probe_ms)[0] / 1000.0 : 0);
+  const double probe_s = agreed(o, probe_ms) / 1000.0;
   if (o.arch_search) {
-    const CostModel cost = measure_costs(retrain_like, space, sample, o.cost_model, 0.05 * o.time_budget_s);
+    CostModel cost = measure_costs(retrain_like, space, sample, o.cost_model, 0.05 * o.time_budget_s);
+    agree(o, &cost);
     outcome.report["costs"] = cost.to_json();
-    const double search_budget =
-        o.time_budget_s > 0 ? std::max(1.0, o.time_budget_s * (1 - o.hpo_share) - seconds_since(t_call)) : 0;
+    const double search_budget = agreed(
+        o, o.time_budget_s > 0 ? std::max(1.0, o.time_budget_s * (1 - o.hpo_share) - seconds_since(t_call)) : 0);
     // A supernet step costs about 3 backbone steps (bench_search: 2.7x on
     // Fashion-MNIST, 1.1-1.4x in 1D; the warm step where it was timed, the
     // first, slower one where it was not). A decision needs the warm-up and
@@ -729,7 +785,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     const bool searched_net = !(outcome.architecture.layers == plain.layers);
     if (timed && searched_net) {
       const auto ms = train_step_ms(retrain_like, {plain, outcome.architecture}, sample, 0.01 * o.time_budget_s);
-      searched_ratio = ms[1] / std::max(1e-9, ms[0]);
+      searched_ratio = agreed(o, ms[1] / std::max(1e-9, ms[0]));
     }
     // The steps a trial of a network whose step is `ratio` backbone steps
     // gets within `seconds` (0 untimed: the trial is then an epoch or
@@ -743,7 +799,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     // they do not fit.
     auto slot = [&](int trials) -> double {
       if (!timed) return 0;
-      const double each = std::min(1.5 * per_trial, (o.time_budget_s - seconds_since(t_call)) / trials);
+      const double each = agreed(o, std::min(1.5 * per_trial, (o.time_budget_s - seconds_since(t_call)) / trials));
       return each >= std::max(0.5 * per_trial, 2 * probe_s) ? each : -1;
     };
     std::string skipped;  // why the grid ended before its last point
@@ -785,14 +841,14 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
       Trial backbone = run_trial(spec, data, o, retrain_like, plain, grid[0], seconds,
                                  steps_for(seconds, 1.0), "backbone", progress,
                                  [&](nn::Backbone& net) {
-                                   backbone_mid = fold_scores(spec, data.valid, net, o.batch_size, look_s);
+                                   backbone_mid = fold_scores(spec, data.valid, net, o.batch_size, look_s, comm);
                                    return false;
                                  });
       nlohmann::json midpoint;
       Trial searched = run_trial(
           spec, data, o, retrain_like, outcome.architecture, grid[0], seconds, steps_for(seconds, searched_ratio),
           "searched", progress, [&](nn::Backbone& net) {
-            const std::vector<double> own = fold_scores(spec, data.valid, net, o.batch_size, look_s);
+            const std::vector<double> own = fold_scores(spec, data.valid, net, o.batch_size, look_s, comm);
             if (std::min(own.size(), backbone_mid.size()) < 2) return false;  // no time for a look: no stop
             const PairedTest mid = paired(own, backbone_mid, sign, o.guard_stderrs);
             const bool stop = !(mid.advantage > o.guard_stderrs * mid.stderr_);
@@ -813,7 +869,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
                       "the plain backbone is kept";
       } else {
         const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
-        test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size, test_left, o.guard_stderrs);
+        test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size, test_left, comm,
+                           o.guard_stderrs);
         verdict = guard_verdict(test.advantage, test.stderr_, backbone.valid, spec.metric, o.guard_stderrs,
                                 o.guard_min_gain);
       }
@@ -842,7 +899,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
         trials.push_back(searched2.json);
         const double left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
         const PairedTest test2 =
-            paired_test(spec, data.valid, searched2.net, backbone2.net, o.batch_size, left, o.guard_stderrs);
+            paired_test(spec, data.valid, searched2.net, backbone2.net, o.batch_size, left, comm, o.guard_stderrs);
         const GuardVerdict verdict2 = guard_verdict(test2.advantage, test2.stderr_, backbone2.valid, spec.metric,
                                                     o.guard_stderrs, o.guard_min_gain);
         second_look = {{"advantage", test2.advantage},
@@ -906,7 +963,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
       const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
       const bool wins = best_index < 0 ? true
                                        : paired_test(spec, data.valid, t.net, best.net, o.batch_size,
-                                                     test_left)
+                                                     test_left, comm)
                                              .first_wins;
       if (wins) {
         best = t;
@@ -958,9 +1015,10 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
                            const RetrainOptions& options, const train::ProgressFn& progress) {
   RetrainOutcome outcome;
   nlohmann::json derived;
-  const task::TaskSpec spec = with_pos_weight(task_spec, data, &derived);
+  dist::Communicator* comm = options.comm.get();
+  const task::TaskSpec spec = with_pos_weight(task_spec, data, &derived, comm);
   nn::BackboneSpec bspec = nn::backbone_for(spec, options.depth, options.width, hp.dropout, options.stem_stride);
-  fit_output_affine(spec, data.train.y, &bspec);
+  fit_output_affine(spec, data.train.y, &bspec, comm);
   if (architecture.layers.size() != bspec.searchable_layers()) {
     throw std::invalid_argument("the architecture has " + std::to_string(architecture.layers.size()) +
                                 " layers but " + bspec.name() + " has " +
@@ -1007,6 +1065,7 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
   ro.checkpoint = checkpoint_path(options.checkpoint_dir, "retrain");
   ro.resume = options.resume;
   ro.seed = options.seed + 2;
+  ro.comm = options.comm;
   const auto t0 = Clock::now();
   train::StageResult rr = train::run_stage(outcome.model, spec, data, ro, progress);
   outcome.valid_metric = rr.best_valid;
@@ -1017,7 +1076,7 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
     const double left = options.time_budget_s > 0
                             ? std::max(1e-6, options.time_budget_s - seconds_since(t0))
                             : 0.0;
-    test = train::evaluate(outcome.model, spec, data.test, options.batch_size, left);
+    test = train::evaluate(outcome.model, spec, data.test, options.batch_size, left, comm);
   }
   outcome.test_metric = test.metric;
   outcome.seconds = seconds_since(t0);

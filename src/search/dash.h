@@ -47,6 +47,12 @@ struct CommonOptions {
   double time_budget_s = 0;
   std::string checkpoint_dir;  // "" for none
   bool resume = false;
+  // A data-parallel run's process group (null: this process alone), set by
+  // the pipeline (api::search, api::retrain) from its options; `data` is
+  // then this rank's shard. Every rank computes the same choices: what a
+  // clock decides (step times, costs, trial lengths, budgets' stops) is
+  // rank 0's, and every score is over all ranks' rows.
+  std::shared_ptr<dist::Communicator> comm;
 };
 
 struct SearchOptions : CommonOptions {
@@ -198,10 +204,13 @@ RetrainOutcome run_retrain(const task::TaskSpec& spec, const task::Dataset& data
 // Regression and dense targets under mse or relative_l2: per output channel,
 // the train targets' mean and standard deviation become the backbone's output
 // affine map (BackboneSpec::output_shift/scale). Other tasks: left empty.
+// With `comm`: over every rank's train targets.
 void fit_output_affine(const task::TaskSpec& spec, const at::Tensor& train_y,
-                       nn::BackboneSpec* backbone);
+                       nn::BackboneSpec* backbone, dist::Communicator* comm = nullptr);
 
-// Fits the normaliser on train and applies it to every split.
-task::Dataset prepare(const task::Dataset& data, task::Normalizer* normalizer_out);
+// Fits the normaliser on train (with `comm`: every rank's train together) and
+// applies it to every split.
+task::Dataset prepare(const task::Dataset& data, task::Normalizer* normalizer_out,
+                      dist::Communicator* comm = nullptr);
 
 }  // namespace dash::search

@@ -236,7 +236,7 @@ Dataset make_dataset(const TaskSpec& spec, Split train, Split valid, Split test,
   return d;
 }
 
-Normalizer Normalizer::fit(const at::Tensor& x_in) {
+Normalizer Normalizer::fit(const at::Tensor& x_in, dist::Communicator* comm) {
   if (!x_in.defined() || x_in.dim() < 2 || x_in.size(0) == 0 || x_in.numel() == 0) {
     throw std::invalid_argument(
         "Normalizer::fit: x must be a non-empty [n, channels, spatial...] tensor");
@@ -246,7 +246,7 @@ Normalizer Normalizer::fit(const at::Tensor& x_in) {
   const int64_t c = x.size(1);
   std::vector<int64_t> reduce_dims{0};
   for (int64_t d = 2; d < x.dim(); ++d) reduce_dims.push_back(d);
-  const double count = static_cast<double>(x.numel() / c);
+  double count = static_cast<double>(x.numel() / c);
   // Two passes in float64 over chunks of rows: the mean first, then squared
   // deviations from it, which stays accurate when |mean| >> std and never
   // holds a float64 copy of the whole split.
@@ -257,6 +257,12 @@ Normalizer Normalizer::fit(const at::Tensor& x_in) {
   for (int64_t s = 0; s < n; s += chunk) {
     sum += x.narrow(0, s, std::min(chunk, n - s)).to(at::kDouble).sum(reduce_dims);
   }
+  if (comm != nullptr) {
+    at::Tensor packed = at::cat({sum, at::full({1}, count, f64)});
+    comm->sum(packed);
+    sum = packed.narrow(0, 0, c).clone();
+    count = packed[c].item<double>();
+  }
   const at::Tensor mean = sum / count;
   std::vector<int64_t> bshape(static_cast<size_t>(x.dim()), 1);
   bshape[1] = c;
@@ -266,6 +272,7 @@ Normalizer Normalizer::fit(const at::Tensor& x_in) {
     sq +=
         (x.narrow(0, s, std::min(chunk, n - s)).to(at::kDouble) - mean_b).square().sum(reduce_dims);
   }
+  if (comm != nullptr) comm->sum(sq);
   const at::Tensor sd = (sq / count).sqrt().clamp_min(1e-6);
   if (!mean.isfinite().all().item<bool>() || !sd.isfinite().all().item<bool>()) {
     throw std::invalid_argument("Normalizer::fit: x has NaN or Inf");

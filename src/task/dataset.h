@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "dist/communicator.h"
 #include "task/task_spec.h"
 
 namespace dash::task {
@@ -51,7 +52,8 @@ struct Normalizer {
   at::Tensor mean;  // [channels] float32
   at::Tensor std;   // [channels] float32, >= 1e-6
 
-  static Normalizer fit(const at::Tensor& x);
+  // With `comm` (a data-parallel run): the statistics of every rank's x together.
+  static Normalizer fit(const at::Tensor& x, dist::Communicator* comm = nullptr);
   at::Tensor apply(const at::Tensor& x) const;  // (x - mean) / std per channel
   nlohmann::json to_json() const;
   static Normalizer from_json(const nlohmann::json& j);

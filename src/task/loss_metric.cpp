@@ -235,10 +235,12 @@ at::Tensor compute_loss(const TaskSpec& spec, const at::Tensor& outputs, const a
   bad(who, "unknown loss");
 }
 
-double balancing_pos_weight(const at::Tensor& y) {
+double balancing_pos_weight(const at::Tensor& y, dist::Communicator* comm) {
   const at::Tensor positive = y.detach().cpu().to(at::kDouble).gt(0.5);
-  const double pos = positive.sum().item<double>();
-  const double neg = static_cast<double>(positive.numel()) - pos;
+  at::Tensor counts = at::stack({positive.sum().to(at::kDouble), at::scalar_tensor(static_cast<double>(positive.numel()), at::kDouble)});
+  if (comm != nullptr) comm->sum(counts);
+  const double pos = counts[0].item<double>();
+  const double neg = counts[1].item<double>() - pos;
   if (pos == 0 || neg == 0) return 1.0;
   return std::clamp(neg / pos, 1e-3, 1e3);
 }

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include "dist/communicator.h"
 #include "task/task_spec.h"
 
 namespace dash::task {
@@ -33,6 +34,6 @@ double compute_metric(MetricKind metric, const at::Tensor& outputs, const at::Te
 // bce_with_logits' positive weight that balances 0/1 targets y (any shape):
 // negatives / positives, within [1e-3, 1e3]; 1 when y has no positives or no
 // negatives.
-double balancing_pos_weight(const at::Tensor& y);
+double balancing_pos_weight(const at::Tensor& y, dist::Communicator* comm = nullptr);
 
 }  // namespace dash::task

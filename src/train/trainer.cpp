@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -113,12 +114,15 @@ void save_checkpoint(const std::string& path, nn::Backbone& model, torch::optim:
   util::write_bytes_atomically(path, bytes.str());
 }
 
-StageState load_checkpoint(const std::string& path, nn::Backbone& model,
+// `bytes`: the checkpoint file's content (a data-parallel stage reads it on
+// rank 0 and hands it to every rank); `path` names it in messages.
+StageState load_checkpoint(const std::string& path, const std::string& bytes, nn::Backbone& model,
                            torch::optim::SGD& weights, torch::optim::SGD* arch,
                            at::Generator& order_gen) {
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path);
+    std::istringstream in(bytes);
+    archive.load_from(in);
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot resume from checkpoint " + path +
                              " (corrupted or from another version?): " + e.what());
@@ -234,9 +238,18 @@ std::string budget_cannot_hold_a_step(const std::string& stage, double step_s, d
 }  // namespace
 
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
-                    int64_t batch_size, double max_seconds) {
+                    int64_t batch_size, double max_seconds, dist::Communicator* comm) {
   Evaluation ev;
-  if (split.empty()) return ev;
+  if (comm == nullptr && split.empty()) return ev;
+  if (comm != nullptr) {
+    at::Tensor total = torch::tensor({split.size()}, torch::kLong);
+    comm->sum(total);
+    if (total.item<int64_t>() == 0) return ev;
+    if (split.empty()) {
+      throw std::invalid_argument("a data-parallel evaluation needs rows of the split on every rank; rank " +
+                                  std::to_string(comm->rank()) + " has none");
+    }
+  }
   const auto t0 = Clock::now();
   // A model already in eval mode is only read, so several threads may
   // evaluate (or infer with) it at once; one in training mode is switched and
@@ -265,22 +278,37 @@ Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task:
     // class). The first chunk is small, so that a pass with little time
     // scores a few rows rather than overrunning by a whole batch; each next
     // chunk is sized from the time per row measured so far to end by the
-    // deadline, and none starts that would not.
+    // deadline, and none starts that would not. Data-parallel: the slowest
+    // rank's size, and every rank goes on while any has a chunk to score.
     const at::Tensor order = spread_order(n).to(split.x.device());
     int64_t start = 0;
     int64_t len = std::min(n, std::max<int64_t>(2, batch_size / 8));
-    while (len > 0) {
-      const at::Tensor idx = order.narrow(0, start, len);
-      score(split.x.index_select(0, idx), split.y.index_select(0, idx));
-      start += len;
+    while (comm != nullptr ? comm->any(len > 0) : len > 0) {
+      if (len > 0) {
+        const at::Tensor idx = order.narrow(0, start, len);
+        score(split.x.index_select(0, idx), split.y.index_select(0, idx));
+        start += len;
+      }
       const double elapsed = seconds_since(t0);
-      const double fit = (max_seconds - elapsed) / (elapsed / static_cast<double>(ev.samples));
-      len = std::min({batch_size, n - start, static_cast<int64_t>(std::max(0.0, std::floor(fit)))});
+      const double rows = std::max(0.0, std::floor((max_seconds - elapsed) /
+                                                   (elapsed / static_cast<double>(std::max<int64_t>(1, ev.samples)))));
+      int64_t fit = static_cast<int64_t>(std::min(rows, 1e15));
+      if (comm != nullptr) fit = comm->min_all(fit);
+      len = std::min({batch_size, n - start, fit});
     }
   }
   if (was_training) model->train(true);
+  at::Tensor out = torch::cat(outputs), target = torch::cat(targets);
+  if (comm != nullptr) {
+    at::Tensor sums = torch::tensor({loss_sum, static_cast<double>(ev.samples)}, torch::kDouble);
+    comm->sum(sums);
+    loss_sum = sums[0].item<double>();
+    ev.samples = static_cast<int64_t>(std::llround(sums[1].item<double>()));
+    out = comm->gather_rows(out.contiguous());
+    target = comm->gather_rows(target.contiguous());
+  }
   ev.loss = loss_sum / static_cast<double>(ev.samples);
-  ev.metric = task::compute_metric(spec.metric, torch::cat(outputs), torch::cat(targets));
+  ev.metric = task::compute_metric(spec.metric, out, target);
   return ev;
 }
 
@@ -329,10 +357,40 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
     for (auto& conv : model->searchable()) conv->set_temperature(opt.arch.temperature);
   }
 
+  dist::Communicator* comm = opt.comm.get();
+  const bool writes_files = comm == nullptr || comm->rank() == 0;
   StageState s;
-  if (opt.resume && !opt.checkpoint.empty() && util::file_exists(opt.checkpoint)) {
-    s = load_checkpoint(opt.checkpoint, model, weights, arch.get(), order_gen);
+  bool resume = opt.resume && !opt.checkpoint.empty() && writes_files && util::file_exists(opt.checkpoint);
+  if (comm != nullptr) resume = comm->from_root(static_cast<int64_t>(resume)) != 0;
+  if (resume) {
+    std::string bytes = writes_files ? util::read_file_bytes(opt.checkpoint) : std::string();
+    if (comm != nullptr) bytes = comm->from_root(bytes);
+    s = load_checkpoint(opt.checkpoint, bytes, model, weights, arch.get(), order_gen);
   }
+  // Data-parallel: every rank starts from rank 0's weights (the same seed
+  // gives the same ones; this makes sure), and batch norm uses the global
+  // batch's statistics while this stage trains.
+  std::vector<at::Tensor> all_params = weight_params;
+  if (arch) {
+    for (const auto& a : model->arch_parameters()) all_params.push_back(a);
+  }
+  struct SyncedNorm {
+    explicit SyncedNorm(nn::Backbone& m) : model(m) {}
+    SyncedNorm(const SyncedNorm&) = delete;
+    ~SyncedNorm() { model->sync_batch_norm(nullptr); }
+    nn::Backbone& model;
+  };
+  std::optional<SyncedNorm> synced;
+  if (comm != nullptr) {
+    std::vector<at::Tensor> state = model->parameters();
+    for (const auto& b : model->buffers()) state.push_back(b);
+    comm->broadcast(state);
+    if (comm->sync_batch_norm()) {
+      model->sync_batch_norm(comm);
+      synced.emplace(model);
+    }
+  }
+  bool cancel_requested = false;  // data-parallel: acted on where the ranks agree
 
   const int64_t n = data.train.size();
   const int64_t steps = steps_per_epoch(n, opt.batch_size, opt.batch_fraction);
@@ -391,7 +449,10 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       p.warning = result.warning;
       warning_sent = true;
     }
-    if (!progress(p)) throw Cancelled();
+    if (!progress(p)) {
+      if (comm == nullptr) throw Cancelled();
+      cancel_requested = true;
+    }
   };
   if (opt.expected_step_s > 0) {
     if (opt.require_one_step && opt.time_budget_s > 0 && opt.expected_step_s > opt.time_budget_s) {
@@ -432,13 +493,24 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       weights.zero_grad();
       if (arch) arch->zero_grad();
       at::Tensor loss = task::compute_loss(spec, model->forward(xb), yb);
-      if (!std::isfinite(loss.item<double>())) {
-        throw std::runtime_error(opt.stage + ": the training loss became " +
-                                 std::to_string(loss.item<double>()) + " at epoch " +
-                                 std::to_string(epoch) + "; lower the learning rate (now " +
-                                 std::to_string(opt.hp.lr) + ")");
-      }
+      double loss_value = loss.item<double>();
+      auto check_finite = [&] {
+        if (!std::isfinite(loss_value)) {
+          throw std::runtime_error(opt.stage + ": the training loss became " + std::to_string(loss_value) +
+                                   " at epoch " + std::to_string(epoch) + "; lower the learning rate (now " +
+                                   std::to_string(opt.hp.lr) + ")");
+        }
+      };
+      if (comm == nullptr) check_finite();
       loss.backward();
+      if (comm != nullptr) {
+        // The global batch's gradient and loss; every rank sees the same
+        // loss, so a non-finite one stops all of them.
+        std::vector<double> values{loss_value};
+        comm->average_gradients(all_params, &values);
+        loss_value = values[0];
+        check_finite();
+      }
       const bool arch_steps = arch && (!opt.after_backward || opt.after_backward(s.global_step));
       // Only the weights are clipped: the logits' gradient has a scale of its
       // own (set by the search), which must not shrink every weight's step.
@@ -455,7 +527,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       if (arch_steps) arch->step();
       ++s.global_step;
       ++done;
-      loss_sum += loss.item<double>();
+      loss_sum += loss_value;
       if (eval_s_per_sample == 0) {
         eval_s_per_sample = seconds_since(step_start) / 3.0 / static_cast<double>(len);
       }
@@ -488,11 +560,20 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
         if (opt.time_budget_s > 0) p.eta_s = std::min(p.eta_s, std::max(0.0, opt.time_budget_s - now));
         send(p);
       }
-      if (result.stopped_early) break;
-      if (opt.max_steps > 0 && s.global_step >= total_steps) {
-        steps_done = true;
-        break;
+      if (opt.max_steps > 0 && s.global_step >= total_steps) steps_done = true;
+      // (The budget's test below, taken here so that the ranks of a
+      // data-parallel stage agree on it with the others in one message.)
+      const double tail = std::min(0.5 * opt.time_budget_s,
+                                   1.25 * eval_s_per_sample * static_cast<double>(valid_n + opt.tail_eval_samples) +
+                                       checkpoint_s);
+      bool out_of_time = opt.time_budget_s > 0 && now + next_step_s() + tail >= opt.time_budget_s;
+      if (comm != nullptr) {
+        const auto agreed = comm->any({result.stopped_early, out_of_time, cancel_requested});
+        result.stopped_early = agreed[0];
+        out_of_time = agreed[1];
+        if (agreed[2]) throw Cancelled();
       }
+      if (result.stopped_early || steps_done) break;
       // Stop where one more step and the evaluations still to come (this
       // epoch's validation and the caller's tail) would not fit in the
       // budget. (Without the step: the last one ate into the tail, and
@@ -503,15 +584,15 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       // images with a 10,000-image test split stopped after one step).
       // A quarter more than measured: a pass measured on valid ran 6% short
       // of test's time on Fashion-MNIST side by side (9,433 of 10,000 scored).
-      const double tail = std::min(0.5 * opt.time_budget_s,
-                                   1.25 * eval_s_per_sample * static_cast<double>(valid_n + opt.tail_eval_samples) +
-                                       checkpoint_s);
-      if (opt.time_budget_s > 0 && now + next_step_s() + tail >= opt.time_budget_s) {
+      if (out_of_time) {
         result.budget_hit = true;
         break;
       }
     }
 
+    // Local batch norm: every rank's running statistics averaged, so that all
+    // ranks validate, keep and return the same network.
+    if (comm != nullptr && !comm->sync_batch_norm()) comm->average(model->buffers());
     EpochRecord rec;
     rec.epoch = epoch;
     rec.lr = static_cast<torch::optim::SGDOptions&>(weights.param_groups().at(0).options()).lr();
@@ -526,7 +607,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
                                    static_cast<double>(valid_n + opt.tail_eval_samples));
       }
       const auto eval_start = Clock::now();
-      const Evaluation ev = evaluate(model, spec, data.valid, opt.batch_size, limit);
+      const Evaluation ev = evaluate(model, spec, data.valid, opt.batch_size, limit, comm);
       rec.valid_metric = ev.metric;
       eval_s_per_sample = seconds_since(eval_start) / static_cast<double>(ev.samples);
     }
@@ -539,7 +620,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       if (opt.keep_best) s.best = snapshot(model);
     }
     s.elapsed = seconds_since(t0);
-    if (!opt.checkpoint.empty()) {
+    if (!opt.checkpoint.empty() && writes_files) {
       const auto save_start = Clock::now();
       save_checkpoint(opt.checkpoint, model, weights, arch.get(), order_gen, s);
       checkpoint_s = seconds_since(save_start);
@@ -558,6 +639,8 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       send(p);
     }
   }
+  // A rank asked to stop after the last step's agreement stops every rank.
+  if (comm != nullptr && comm->any(cancel_requested)) throw Cancelled();
   if (opt.keep_best && !s.best.empty()) restore(model, s.best);
 
   result.history = s.history;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "nn/backbones.h"
 #include "task/dataset.h"
 #include "task/task_spec.h"
@@ -81,9 +82,19 @@ struct StageOptions {
   // hold one step), instead of returning an untrained network late.
   bool require_one_step = false;
   bool keep_best = true;        // end with the best-validated weights
-  std::string checkpoint;       // "" for none
+  std::string checkpoint;       // "" for none (a data-parallel stage: rank 0's file)
   bool resume = false;          // continue from `checkpoint` if it exists
   uint64_t seed = 0;
+  // Data-parallel training (null: this process alone). Every rank runs the
+  // stage on its own shard of train and valid with the same options: the
+  // gradients (weights and logits) are averaged every step, batch norm uses
+  // the global batch's statistics (comm->sync_batch_norm()) or each rank's
+  // own, its running statistics then averaged at each epoch's end before
+  // validation, the ranks stop at the same step (any
+  // rank's budget, stopping rule or cancellation stops all), validation is
+  // scored over every rank's rows, rank 0 alone writes the checkpoint and a
+  // resume reads it there. The ranks end with identical weights.
+  std::shared_ptr<dist::Communicator> comm;
 };
 
 struct EpochRecord {
@@ -119,8 +130,13 @@ struct Evaluation {
 // measured time per row says would end later; rows go in an order whose
 // every prefix is spread evenly over the split, so a pass cut short has
 // scored an evenly spread subset, not the split's head.
+//
+// With `comm` (a data-parallel run) every rank passes its own rows of the
+// split (at least one each) and gets the same result: the metric over all
+// ranks' rows; a timed pass scores a chunk on every rank at a time, sized
+// by the slowest rank.
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
-                    int64_t batch_size, double max_seconds = 0);
+                    int64_t batch_size, double max_seconds = 0, dist::Communicator* comm = nullptr);
 
 // Steps in one epoch of n training samples at batch_size, of which a share
 // batch_fraction is used (at least one batch).

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace dash::util {
@@ -60,6 +62,15 @@ void remove_stale_temporaries(const std::string& path) {
 bool file_exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError("cannot read " + path + ": " + std::strerror(errno));
+  std::ostringstream bytes;
+  bytes << in.rdbuf();  // (an empty file sets failbit here: not an error)
+  if (in.bad()) throw IoError("cannot read " + path + ": " + std::strerror(errno));
+  return bytes.str();
 }
 
 void write_atomically(const std::string& path,

@@ -21,4 +21,7 @@ void write_bytes_atomically(const std::string& path, const std::string& bytes);
 
 bool file_exists(const std::string& path);
 
+// The whole content of the file at `path`; dash::IoError when it cannot be read.
+std::string read_file_bytes(const std::string& path);
+
 }  // namespace dash::util

@@ -1,0 +1,170 @@
+// dashnas_bench_dist: data-parallel throughput on this machine. Fashion-MNIST
+// (Debian's dataset-fashion-mnist, 5,000 images, WRN-16-1, batch 64 per
+// rank): a retrain's steps (the plain network) and a search's steps (the
+// supernet, K={3,5,7,9} x D={1,3,7,15}) with 1 rank and with N ranks (each a
+// process, 1 thread, meeting on loopback through c10d's Gloo).
+//
+//   dashnas_bench_dist [--ranks N] [--steps S]
+//
+// One JSON line per (stage, ranks): steps per second of each rank, samples
+// per second of the whole run, the speed-up over one rank, the share of a
+// step spent averaging gradients, and the bytes each rank sends into one
+// all-reduce (the gradients' size).
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <torch/torch.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "dist/communicator.h"
+#include "search/dash.h"
+#include "task/io.h"
+
+namespace {
+
+dash::task::Dataset fashion_mnist() {
+  const std::string dir = "/usr/share/datasets/fashion-mnist/";
+  at::Tensor x = dash::task::load_array(dir + "train-images-idx3-ubyte.gz").narrow(0, 0, 5000);
+  at::Tensor y = dash::task::load_array(dir + "train-labels-idx1-ubyte.gz").narrow(0, 0, 5000);
+  dash::task::Dataset d;
+  d.train = {x.to(at::kFloat).reshape({-1, 1, 28, 28}), y.to(at::kLong)};
+  return dash::search::prepare(d, nullptr);
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// One rank: `steps` steps of each stage; prints "stage seconds steps
+// allreduce_seconds bytes" lines to `out`.
+int run_rank(int rank, int world, int port, int64_t steps, const std::string& out) {
+  torch::set_num_threads(1);
+  const auto spec = dash::task::TaskSpec::from_json(
+      {{"kind", "classification"}, {"input_shape", {1, 28, 28}}, {"num_classes", 10}});
+  dash::task::Dataset data = fashion_mnist();
+  std::shared_ptr<dash::dist::Communicator> comm;
+  if (world > 1) {
+    dash::dist::DistOptions o;
+    o.world_size = world;
+    o.rank = rank;
+    o.init = "tcp://127.0.0.1:" + std::to_string(port);
+    comm = dash::dist::connect(o, "bench", false);
+    const int64_t per = data.train.size() / world;
+    data.train = {data.train.x.narrow(0, rank * per, per), data.train.y.narrow(0, rank * per, per)};
+  }
+  std::ofstream lines(out);
+  const auto bspec = dash::nn::backbone_for(spec, 16, 1, 0.0);
+  for (const std::string stage : {"retrain", "search"}) {
+    dash::nn::LayerSetup setup;
+    if (stage == "search") {
+      setup.mixture = true;
+      setup.space = dash::search::default_space(2);
+    } else {
+      setup.architecture = dash::nn::Architecture::plain(bspec.name(), bspec.searchable_layers());
+    }
+    dash::nn::Backbone net(bspec, setup);
+    dash::train::StageOptions so;
+    so.epochs = 0;
+    so.max_steps = steps + 2;  // two warm-up steps, not timed below
+    so.search = stage == "search";
+    so.validate = false;
+    so.comm = comm;
+    int64_t step = 0;
+    std::chrono::steady_clock::time_point t0;
+    double reduce0 = 0, all0 = 0;
+    int64_t count0 = 0;
+    so.after_step = [&](int64_t s) {
+      step = s;
+      if (s == 2) {
+        t0 = std::chrono::steady_clock::now();
+        reduce0 = comm ? comm->gradient_seconds_total() : 0;
+        all0 = comm ? comm->collective_seconds_total() : 0;
+        count0 = comm ? comm->collectives() : 0;
+      }
+      return false;
+    };
+    dash::train::run_stage(net, spec, data, so, nullptr);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double reduce = comm ? comm->gradient_seconds_total() - reduce0 : 0;
+    const double all = comm ? comm->collective_seconds_total() - all0 : 0;
+    const int64_t count = comm ? comm->collectives() - count0 : 0;
+    lines << stage << " " << seconds << " " << (step - 2) << " " << reduce << " "
+          << (comm ? comm->last_gradient_bytes() : 0) << " " << all << " " << count << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int ranks = 2, rank = -1, world = 1, port = 0;
+  int64_t steps = 30;
+  std::string out;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--ranks")) ranks = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--steps")) steps = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--rank")) rank = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--world")) world = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--port")) port = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--out")) out = argv[i + 1];
+  }
+  if (rank >= 0) return run_rank(rank, world, port, steps, out);
+
+  // The driver: one rank alone, then `ranks` ranks at once, each a process.
+  double alone_rate[2] = {0, 0};
+  for (int w : {1, ranks}) {
+    const int p = free_port();
+    std::vector<pid_t> pids;
+    std::vector<std::string> files;
+    for (int r = 0; r < w; ++r) {
+      files.push_back("/tmp/dashnas_bench_dist." + std::to_string(getpid()) + "." + std::to_string(r));
+      const pid_t pid = fork();
+      if (pid == 0) {
+        const std::string rs = std::to_string(r), ws = std::to_string(w), ps = std::to_string(p),
+                          ss = std::to_string(steps);
+        execl("/proc/self/exe", argv[0], "--rank", rs.c_str(), "--world", ws.c_str(), "--port", ps.c_str(),
+              "--steps", ss.c_str(), "--out", files.back().c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+      }
+      pids.push_back(pid);
+    }
+    for (pid_t pid : pids) waitpid(pid, nullptr, 0);
+    std::ifstream in(files[0]);  // rank 0's figures (every rank takes the same steps)
+    std::string stage;
+    double seconds = 0, reduce = 0, all = 0;
+    int64_t done = 0, bytes = 0, count = 0;
+    for (int i = 0; in >> stage >> seconds >> done >> reduce >> bytes >> all >> count; ++i) {
+      const double steps_per_s = static_cast<double>(done) / seconds;
+      const double samples_per_s = steps_per_s * 64.0 * w;
+      if (w == 1) alone_rate[i] = samples_per_s;
+      std::printf(
+          "{\"bench\": \"dist\", \"task\": \"fashion_mnist-28x28-b64\", \"stage\": \"%s\", \"ranks\": %d, "
+          "\"threads_per_rank\": 1, \"steps\": %lld, \"steps_per_s\": %.3f, \"samples_per_s\": %.1f, "
+          "\"speedup\": %.3f, \"allreduce_share\": %.3f, \"allreduce_bytes\": %lld, "
+          "\"collectives_per_step\": %.1f, \"collective_share\": %.3f}\n",
+          stage.c_str(), w, static_cast<long long>(done), steps_per_s, samples_per_s,
+          alone_rate[i] > 0 ? samples_per_s / alone_rate[i] : 0.0, reduce / seconds, static_cast<long long>(bytes),
+          static_cast<double>(count) / static_cast<double>(std::max<int64_t>(1, done)), all / seconds);
+    }
+    for (const auto& f : files) std::remove(f.c_str());
+    std::fflush(stdout);
+  }
+  return 0;
+}
