@@ -26,6 +26,7 @@
 #include <string>
 
 #include "dist/communicator.h"
+#include "support/free_port.h"
 #include "search/dash.h"
 #include "task/io.h"
 
@@ -38,18 +39,6 @@ dash::task::Dataset fashion_mnist() {
   dash::task::Dataset d;
   d.train = {x.to(at::kFloat).reshape({-1, 1, 28, 28}), y.to(at::kLong)};
   return dash::search::prepare(d, nullptr);
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 // One rank: `steps` steps of each stage; prints "stage seconds steps
@@ -130,7 +119,7 @@ int main(int argc, char** argv) {
   // The driver: one rank alone, then `ranks` ranks at once, each a process.
   double alone_rate[2] = {0, 0};
   for (int w : {1, ranks}) {
-    const int p = free_port();
+    const int p = dash_test::free_loopback_port();
     std::vector<pid_t> pids;
     std::vector<std::string> files;
     for (int r = 0; r < w; ++r) {

@@ -19,24 +19,13 @@
 #include "dist/sync_batch_norm.h"
 #include "nn/backbones.h"
 #include "train/trainer.h"
+#include "support/free_port.h"
 #include "util/errors.h"
 
 namespace {
 
 using dash::dist::Communicator;
 using dash::dist::DistOptions;
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 DistOptions rank_options(int world, int rank, int port, double timeout_s = 60) {
   DistOptions o;
@@ -88,7 +77,7 @@ TEST(Dist, OptionsAreCheckedBeforeAnyoneMeets) {
 // included (one gradient larger than a bucket).
 TEST(Dist, CollectivesComputeTheSameOnEveryRank) {
   SKIP_WITHOUT_GLOO();
-  const int port = free_port();
+  const int port = dash_test::free_loopback_port();
   on_ranks(2, [&](int rank) {
     auto comm = dash::dist::connect(rank_options(2, rank, port), "same", false);
     ASSERT_NE(comm, nullptr);
@@ -122,7 +111,7 @@ TEST(Dist, CollectivesComputeTheSameOnEveryRank) {
 // A rank given other work than the others is refused by all of them.
 TEST(Dist, RanksGivenDifferentWorkAreRefused) {
   SKIP_WITHOUT_GLOO();
-  const int port = free_port();
+  const int port = dash_test::free_loopback_port();
   on_ranks(2, [&](int rank) {
     EXPECT_THROW(dash::dist::connect(rank_options(2, rank, port), rank == 0 ? "task A" : "task B", false),
                  std::invalid_argument);
@@ -133,7 +122,7 @@ TEST(Dist, ARankThatNeverJoinsFailsTheOthersWithinTheTimeout) {
   SKIP_WITHOUT_GLOO();
   const auto t0 = std::chrono::steady_clock::now();
   try {
-    dash::dist::connect(rank_options(2, 0, free_port(), 2.0), "x", false);
+    dash::dist::connect(rank_options(2, 0, dash_test::free_loopback_port(), 2.0), "x", false);
     ADD_FAILURE() << "joined without rank 1";
   } catch (const dash::IoError& e) {
     EXPECT_NE(std::string(e.what()).find("rank 1 did not join"), std::string::npos) << e.what();
@@ -143,7 +132,7 @@ TEST(Dist, ARankThatNeverJoinsFailsTheOthersWithinTheTimeout) {
 
 TEST(Dist, AWrongWorldSizeIsNamedAndNobodyHangs) {
   SKIP_WITHOUT_GLOO();
-  const int port = free_port();
+  const int port = dash_test::free_loopback_port();
   const auto t0 = std::chrono::steady_clock::now();
   std::string said0, said1;
   std::thread r1([&] {
@@ -187,7 +176,7 @@ TEST(Dist, APortInUseIsAnIoError) {
 // collective with an IoError, within the timeout.
 TEST(Dist, ARankThatLeavesFailsTheOthersNextStep) {
   SKIP_WITHOUT_GLOO();
-  const int port = free_port();
+  const int port = dash_test::free_loopback_port();
   std::shared_ptr<Communicator> comm0;
   on_ranks(2, [&](int rank) {
     auto comm = dash::dist::connect(rank_options(2, rank, port, 5.0), "x", false);
@@ -213,7 +202,7 @@ TEST(Dist, SyncedBatchNormOnHalvesIsBatchNormOnTheWhole) {
   torch::nn::init::uniform_(whole->weight);
   const at::Tensor xw = x.clone().requires_grad_();
   (whole->forward(xw) * g).sum().backward();
-  const int port = free_port();
+  const int port = dash_test::free_loopback_port();
   std::vector<at::Tensor> y(2), dx(2), dw(2), rm(2), rv(2);
   on_ranks(2, [&](int rank) {
     auto comm = dash::dist::connect(rank_options(2, rank, port), "bn", false);
@@ -294,7 +283,7 @@ TEST(Dist, TwoRanksTrainAsOneOnTheGlobalBatch) {
   const auto expected = state_of(alone);
 
   auto two_ranks = [&](bool sync) {
-    const int port = free_port();
+    const int port = dash_test::free_loopback_port();
     std::vector<std::vector<at::Tensor>> got(2);
     on_ranks(2, [&](int rank) {
       dash::nn::Backbone net(spec, plain);

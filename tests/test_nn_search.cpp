@@ -560,28 +560,41 @@ TEST(Training, AStagePlannedInStepsLearnsTheSameWhateverItsBudget) {
 // and stays at chance, while the plain backbone learns it. The guard trains
 // the backbone first and scores it halfway; the searched network, not ahead
 // of it at its own halfway point, is stopped there and the backbone kept.
-TEST(Search, TheGuardStopsASearchedNetworkNotAheadHalfway) {
-  const auto spec = binary_1d_spec();
-  torch::manual_seed(21);
-  auto make = [](int64_t rows) {
+// Length-48 sequences of noise whose class says whether the value at `first`
+// beats the one at `second`, normalised (train 512 rows, valid 400); and
+// search options whose only candidate is k=3, d=15 (the search can only
+// choose it), one grid point, a small network.
+dash::task::Dataset compare_two_positions(uint64_t seed, int64_t first, int64_t second) {
+  torch::manual_seed(seed);
+  auto make = [&](int64_t rows) {
     at::Tensor x = torch::randn({rows, 1, 48}) * 0.3;
     at::Tensor a = torch::randn({rows}), b = torch::randn({rows});
-    x.select(2, 20).copy_(3 * a.unsqueeze(1));
-    x.select(2, 21).copy_(3 * b.unsqueeze(1));
+    x.select(2, first).copy_(3 * a.unsqueeze(1));
+    x.select(2, second).copy_(3 * b.unsqueeze(1));
     return dash::task::Split{x, (a > b).to(torch::kLong)};
   };
   dash::task::Dataset raw;
   raw.train = make(512);
   raw.valid = make(400);
-  const auto data = dash::search::prepare(raw, nullptr);
+  return dash::search::prepare(raw, nullptr);
+}
+
+dash::search::SearchOptions only_dilation_15() {
   dash::search::SearchOptions so;
-  so.space = {{3}, {15}};  // one candidate: the search can only choose it
+  so.space = {{3}, {15}};
   so.epochs = 1;
   so.batch_size = 32;
   so.width = 4;
   so.max_cost_ratio = 0;
   so.cost_model = dash::search::CostModelKind::kMacs;
   so.grid = {{0.1, 0.9, 5e-4, 0.0}};
+  return so;
+}
+
+TEST(Search, TheGuardStopsASearchedNetworkNotAheadHalfway) {
+  const auto spec = binary_1d_spec();
+  const auto data = compare_two_positions(21, 20, 21);
+  dash::search::SearchOptions so = only_dilation_15();
   so.hpo_epochs = 10;  // 160 steps; halfway at 80
   auto out = dash::search::run_search(spec, data, so, nullptr);
   const auto& g = out.report["guard"];
@@ -612,26 +625,8 @@ TEST(Search, TheGuardStopsASearchedNetworkNotAheadHalfway) {
 // two positions 30 apart, so the searched network wins clearly both times.
 TEST(Search, ACloseKeepIsLookedAtAgain) {
   const auto spec = binary_1d_spec();
-  torch::manual_seed(22);
-  auto make = [](int64_t rows) {
-    at::Tensor x = torch::randn({rows, 1, 48}) * 0.3;
-    at::Tensor a = torch::randn({rows}), b = torch::randn({rows});
-    x.select(2, 8).copy_(3 * a.unsqueeze(1));
-    x.select(2, 38).copy_(3 * b.unsqueeze(1));
-    return dash::task::Split{x, (a > b).to(torch::kLong)};
-  };
-  dash::task::Dataset raw;
-  raw.train = make(512);
-  raw.valid = make(400);
-  const auto data = dash::search::prepare(raw, nullptr);
-  dash::search::SearchOptions so;
-  so.space = {{3}, {15}};
-  so.epochs = 1;
-  so.batch_size = 32;
-  so.width = 4;
-  so.max_cost_ratio = 0;
-  so.cost_model = dash::search::CostModelKind::kMacs;
-  so.grid = {{0.1, 0.9, 5e-4, 0.0}};
+  const auto data = compare_two_positions(22, 8, 38);
+  dash::search::SearchOptions so = only_dilation_15();
   so.hpo_epochs = 6;  // 96 steps a trial
   so.guard_confirm_below = 1e9;  // every keep is close
   auto out = dash::search::run_search(spec, data, so, nullptr);

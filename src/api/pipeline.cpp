@@ -251,17 +251,27 @@ ArchChoice plain_architecture(const task::TaskSpec& spec) {
 
 namespace {
 
+// What a call computes on: its process group (joined first; null alone) set
+// in `core`, this rank's data normalised over every rank's train (the
+// normaliser into `norm`, when set) and placed on the call's device, and the
+// report's "distributed" entry (null alone).
+template <class Call, class CoreOptions>
+task::Dataset call_data(const TaskData& task, const Call& options, CoreOptions* core, task::Normalizer* norm,
+                        json* dist_report) {
+  const at::Device device = device_named(options.runtime.device);
+  core->comm = join(task, options, device.is_cuda());
+  auto raw = dataset(task, options.data, core->seed);
+  if (core->comm) raw = shard(raw, options.runtime.dist, *core->comm, core->seed, dist_report);
+  core->batch_size = rank_batch(core->batch_size, options.runtime.dist);
+  return on_device(search::prepare(raw, norm, core->comm.get()), device);
+}
+
 ArchChoice search_call(const TaskData& task, const SearchCall& options, const train::ProgressFn& progress) {
   const auto t_call = Clock::now();
   apply(options.runtime);
-  const at::Device device = device_named(options.runtime.device);
   search::SearchOptions so = options.search;
-  so.comm = join(task, options, device.is_cuda());
   json dist_report;
-  auto raw = dataset(task, options.data, options.search.seed);
-  if (so.comm) raw = shard(raw, options.runtime.dist, *so.comm, options.search.seed, &dist_report);
-  const auto data = on_device(search::prepare(raw, nullptr, so.comm.get()), device);
-  so.batch_size = rank_batch(so.batch_size, options.runtime.dist);
+  const auto data = call_data(task, options, &so, nullptr, &dist_report);
   so.time_budget_s = budget_left(so.time_budget_s, t_call);
   auto outcome = search::run_search(task.spec, data, so, progress);
   if (!dist_report.is_null()) outcome.report.update(dist_report);
@@ -273,15 +283,10 @@ std::unique_ptr<model::TrainedModel> retrain_call(const TaskData& task, const Ar
                                                   const RetrainCall& options, const train::ProgressFn& progress) {
   const auto t_call = Clock::now();
   apply(options.runtime);
-  const at::Device device = device_named(options.runtime.device);
   search::RetrainOptions ro = options.retrain;
-  ro.comm = join(task, options, device.is_cuda());
   json dist_report;
-  auto raw = dataset(task, options.data, options.retrain.seed);
-  if (ro.comm) raw = shard(raw, options.runtime.dist, *ro.comm, options.retrain.seed, &dist_report);
   task::Normalizer norm;  // fitted on the CPU, where the model will infer
-  const auto data = on_device(search::prepare(raw, &norm, ro.comm.get()), device);
-  ro.batch_size = rank_batch(ro.batch_size, options.runtime.dist);
+  const auto data = call_data(task, options, &ro, &norm, &dist_report);
   const train::Hyperparams hp = options.hp.applied_to(arch.hp);
   ro.time_budget_s = budget_left(ro.time_budget_s, t_call);
   // The search timed a training step of the plain backbone at its batch size

@@ -13,23 +13,12 @@
 #include <nlohmann/json.hpp>
 
 #include "support.h"
+#include "support/free_port.h"
 
 namespace {
 
 using nlohmann::json;
 using namespace dash_test;
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // Whether this build takes world_size > 1 (not without Gloo's headers).
 bool distributed_build() {
@@ -84,7 +73,7 @@ TEST(Distributed, TwoProcessesSearchAndRetrainAsOne) {
   SKIP_WITHOUT_GLOO();
   const std::string one = fresh_dir("dist_one"), two = fresh_dir("dist_two");
   const pid_t alone = start_rank(0, 1, 0, one);
-  const int port = free_port();
+  const int port = dash_test::free_loopback_port();
   const pid_t r0 = start_rank(0, 2, port, two), r1 = start_rank(1, 2, port, two);
   const json a = finish(alone, one, 0), b0 = finish(r0, two, 0), b1 = finish(r1, two, 1);
   for (const json* r : {&a, &b0, &b1}) {
@@ -103,7 +92,7 @@ TEST(Distributed, TwoProcessesSearchAndRetrainAsOne) {
 TEST(Distributed, ARankThatDiesFailsTheOtherWithinTheTimeout) {
   SKIP_WITHOUT_GLOO();
   const std::string dir = fresh_dir("dist_die");
-  const int port = free_port();
+  const int port = dash_test::free_loopback_port();
   const pid_t r0 = start_rank(0, 2, port, dir, 0, 10), r1 = start_rank(1, 2, port, dir, 3, 10);
   const json b0 = finish(r0, dir, 0);
   int status = 0;
@@ -118,7 +107,7 @@ TEST(Distributed, ARankThatDiesFailsTheOtherWithinTheTimeout) {
 TEST(Distributed, ARankThatNeverJoinsIsNamed) {
   SKIP_WITHOUT_GLOO();
   const std::string dir = fresh_dir("dist_alone");
-  const json b0 = finish(start_rank(0, 2, free_port(), dir, 0, 3), dir, 0);
+  const json b0 = finish(start_rank(0, 2, dash_test::free_loopback_port(), dir, 0, 3), dir, 0);
   EXPECT_EQ(b0.value("search", ""), "DASH_IO_ERROR") << b0.dump();
   EXPECT_NE(b0.value("message", "").find("rank 1 did not join"), std::string::npos) << b0.dump();
   EXPECT_LT(b0["seconds"].get<double>(), 30.0);
@@ -128,7 +117,7 @@ TEST(Distributed, ARankThatNeverJoinsIsNamed) {
 // architecture and identical models on both.
 TEST(Distributed, TwoThreadsSearchAndRetrainTogether) {
   SKIP_WITHOUT_GLOO();
-  const int port = free_port();
+  const int port = dash_test::free_loopback_port();
   std::vector<std::string> arch(2);
   std::vector<std::vector<float>> outputs(2);
   std::vector<std::string> errors(2);
