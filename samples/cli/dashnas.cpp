@@ -37,7 +37,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstddef>
@@ -470,17 +469,20 @@ int run_local_ranks(int argc, char** argv, const Args& a) {
   }
   int status_out = 0;
   size_t running = ranks.size();
-  bool stopping = false;
+  bool stopping = false, forwarded = false;
   while (running > 0) {
     int status = 0;
-    const pid_t done = ::waitpid(-1, &status, 0);
-    if (done < 0) {
-      if (errno == EINTR) {
-        // Ctrl-C reached this process: hand it to every rank (each stops at its next step).
+    const pid_t done = ::waitpid(-1, &status, WNOHANG);
+    if (done < 0) break;
+    if (done == 0) {
+      // Ctrl-C or SIGTERM reached this process: hand it to every rank once
+      // (each stops at its next step; from a terminal they have it already).
+      if (g_interrupted && !forwarded) {
         for (pid_t p : ranks) ::kill(p, SIGINT);
-        continue;
+        forwarded = true;
       }
-      break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
     }
     --running;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -499,12 +501,8 @@ int run_local_ranks(int argc, char** argv, const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // (Without SA_RESTART, so that --nproc's wait for its ranks sees Ctrl-C.)
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
   try {
     if (argc > 1 && std::string(argv[1]) == "report") return report_command(argc, argv);
     if (argc > 1 && std::string(argv[1]) == "export") return export_command(argc, argv);
