@@ -135,23 +135,39 @@ void Communicator::average_gradients(const std::vector<at::Tensor>& params, std:
   ++gradient_rounds_;
 }
 
-void Communicator::average(const std::vector<at::Tensor>& tensors) {
-  torch::NoGradGuard no_grad;
-  // One message for all of them (in double: buffers of any float type).
+namespace {
+
+// The tensors picked by `take`, flattened into one float64 message (exact for
+// float32, bool and the integers of counters), and back into them.
+template <class Take>
+at::Tensor pack(const std::vector<at::Tensor>& tensors, Take take) {
   std::vector<at::Tensor> parts;
   for (const auto& t : tensors) {
-    if (t.is_floating_point()) parts.push_back(t.reshape({-1}).to(at::kDouble));
+    if (take(t)) parts.push_back(t.reshape({-1}).to(at::kDouble));
   }
-  if (parts.empty()) return;
-  at::Tensor flat = torch::cat(parts);
-  guarded("averaging buffers", [&] { allreduce(flat, Op::kSum); });
-  flat.div_(static_cast<double>(world_size_));
+  return parts.empty() ? at::Tensor() : torch::cat(parts);
+}
+
+template <class Take>
+void unpack(const at::Tensor& flat, const std::vector<at::Tensor>& tensors, Take take) {
   int64_t offset = 0;
   for (const auto& t : tensors) {
-    if (!t.is_floating_point()) continue;
+    if (!take(t)) continue;
     t.copy_(flat.narrow(0, offset, t.numel()).view(t.sizes()));
     offset += t.numel();
   }
+}
+
+}  // namespace
+
+void Communicator::average(const std::vector<at::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  auto floating = [](const at::Tensor& t) { return t.is_floating_point(); };
+  at::Tensor flat = pack(tensors, floating);
+  if (!flat.defined()) return;
+  guarded("averaging buffers", [&] { allreduce(flat, Op::kSum); });
+  flat.div_(static_cast<double>(world_size_));
+  unpack(flat, tensors, floating);
 }
 
 void Communicator::sum(at::Tensor& tensor) {
@@ -160,12 +176,11 @@ void Communicator::sum(at::Tensor& tensor) {
 
 void Communicator::broadcast(const std::vector<at::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
-  for (const auto& t : tensors) {
-    // (Gloo carries no bool tensors: as bytes.)
-    at::Tensor c = t.scalar_type() == at::kBool ? t.to(at::kByte) : t.contiguous().clone();
-    guarded("broadcasting from rank 0", [&] { broadcast_one(c); });
-    t.copy_(c);
-  }
+  auto every = [](const at::Tensor&) { return true; };
+  at::Tensor flat = pack(tensors, every);
+  if (!flat.defined()) return;
+  guarded("broadcasting from rank 0", [&] { broadcast_one(flat); });
+  unpack(flat, tensors, every);
 }
 
 double Communicator::from_root(double value) {

@@ -74,7 +74,7 @@ class Communicator {
   void average(const std::vector<at::Tensor>& tensors);
   // Sums a tensor over the ranks, in place.
   void sum(at::Tensor& tensor);
-  // Copies rank 0's tensors into every rank's, in place.
+  // Copies rank 0's tensors into every rank's, in place (one message).
   void broadcast(const std::vector<at::Tensor>& tensors);
   // Rank 0's value, on every rank.
   double from_root(double value);

@@ -368,8 +368,8 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
     s = load_checkpoint(opt.checkpoint, bytes, model, weights, arch.get(), order_gen);
   }
   // Data-parallel: every rank starts from rank 0's weights (the same seed
-  // gives the same ones; this makes sure), and batch norm uses the global
-  // batch's statistics while this stage trains.
+  // gives the same ones; this makes sure), and with sync_batch_norm batch
+  // norm uses the global batch's statistics while this stage trains.
   std::vector<at::Tensor> all_params = weight_params;
   if (arch) {
     for (const auto& a : model->arch_parameters()) all_params.push_back(a);
