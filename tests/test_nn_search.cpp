@@ -952,6 +952,107 @@ TEST(Augment, IsRefusedWhereTheTargetWouldNotMoveWithTheInput) {
   EXPECT_THROW(dash::train::Augment::named("rotate"), std::invalid_argument);
 }
 
+TEST(Training, FoldMetricsScoreContiguousNearEqualParts) {
+  torch::manual_seed(5);
+  const at::Tensor out = torch::randn({25, 3});
+  const at::Tensor y = torch::randint(3, {25}, torch::kLong);
+  const auto folds = dash::train::fold_metrics(dash::task::MetricKind::kAccuracy, out, y, 10);
+  ASSERT_EQ(folds.size(), 10u);
+  const auto pred = out.argmax(1);
+  for (int f = 0; f < 10; ++f) {
+    // Rows [25f/10, 25(f+1)/10): sizes 2 or 3, every row in one fold.
+    const int start = 25 * f / 10, end = 25 * (f + 1) / 10;
+    int right = 0;
+    for (int i = start; i < end; ++i) right += pred[i].item<int64_t>() == y[i].item<int64_t>();
+    EXPECT_DOUBLE_EQ(folds[f], static_cast<double>(right) / (end - start)) << "fold " << f;
+  }
+  // Fewer rows than folds: a fold per row.
+  EXPECT_EQ(dash::train::fold_metrics(dash::task::MetricKind::kAccuracy, out.narrow(0, 0, 4), y.narrow(0, 0, 4), 10)
+                .size(),
+            4u);
+}
+
+TEST(Training, KeepBestNeedsAClearLeadOverTheLastEpoch) {
+  using dash::train::FoldScores;
+  using dash::task::MetricKind;
+  const std::vector<double> last_folds{0.90, 0.92, 0.88, 0.91, 0.89, 0.93, 0.90, 0.87, 0.92, 0.91};
+  const FoldScores last{30, 1000, last_folds};
+  auto shifted = [&](std::vector<double> by) {
+    std::vector<double> f = last_folds;
+    for (size_t i = 0; i < f.size(); ++i) f[i] += by[i % by.size()];
+    return f;
+  };
+  // A small lead that flips sign between folds: noise, the last weights.
+  const FoldScores noisy{22, 1000, shifted({0.02, -0.01, 0.01, -0.02, 0.015})};
+  const auto keep_last = dash::train::choose_kept(MetricKind::kAccuracy, noisy, last, 2.0);
+  EXPECT_FALSE(keep_last.best);
+  EXPECT_NE(keep_last.why.find("within keep_best_stderrs"), std::string::npos) << keep_last.why;
+  // A lead in every fold: the best epoch.
+  const FoldScores clear{22, 1000, shifted({0.03, 0.04, 0.035})};
+  EXPECT_TRUE(dash::train::choose_kept(MetricKind::kAccuracy, clear, last, 2.0).best);
+  // Lower is better: the same shifts mean the reverse.
+  EXPECT_FALSE(dash::train::choose_kept(MetricKind::kRelativeL2, clear, last, 2.0).best);
+  const FoldScores lower{22, 1000, shifted({-0.03, -0.04, -0.035})};
+  EXPECT_TRUE(dash::train::choose_kept(MetricKind::kRelativeL2, lower, last, 2.0).best);
+  // The last epoch itself was the best.
+  EXPECT_FALSE(dash::train::choose_kept(MetricKind::kAccuracy, FoldScores{30, 1000, last_folds}, last, 2.0).best);
+  // Not comparable (other rows scored, no folds): the best, saying why.
+  const auto rows = dash::train::choose_kept(MetricKind::kAccuracy, FoldScores{22, 900, clear.folds}, last, 2.0);
+  EXPECT_TRUE(rows.best);
+  EXPECT_NE(rows.why.find("different rows"), std::string::npos) << rows.why;
+  EXPECT_TRUE(dash::train::choose_kept(MetricKind::kAccuracy, FoldScores{22, 0, {}}, last, 2.0).best);
+}
+
+// End to end: a last epoch that wrecks the network (its weights scaled up
+// step by step) hands the stage back the best epoch's weights; without the
+// wrecking the stage ends with what it says it kept. Either way the network
+// returned validates at kept_valid.
+TEST(Training, AStageKeepsTheLastWeightsUnlessTheyGotClearlyWorse) {
+  const auto spec = binary_1d_spec();
+  // The class shifts the whole signal: a plain network learns it in an epoch
+  // or two, not perfectly.
+  torch::manual_seed(6);
+  auto make = [](int64_t rows) {
+    at::Tensor y = torch::randint(2, {rows}, torch::kLong);
+    at::Tensor x = torch::randn({rows, 1, 48}) + 0.4 * (2 * y.to(torch::kFloat) - 1).view({rows, 1, 1});
+    return dash::task::Split{x, y};
+  };
+  const dash::task::Dataset data{make(256), make(200), make(10)};
+  BackboneSpec bspec = dash::nn::backbone_for(spec, 16, 1, 0.0);
+  LayerSetup fixed;
+  fixed.architecture = Architecture::plain(bspec.name(), bspec.searchable_layers());
+  for (const bool wreck : {true, false}) {
+    torch::manual_seed(1);
+    Backbone net(bspec, fixed);
+    dash::train::StageOptions opt;
+    opt.epochs = 5;
+    opt.batch_size = 32;
+    opt.seed = 3;
+    opt.hp.lr = 0.1;
+    const int64_t per_epoch = dash::train::steps_per_epoch(data.train.size(), opt.batch_size, 1.0);
+    if (wreck) {
+      opt.after_step = [&](int64_t step) {
+        if (step > 4 * per_epoch) {
+          torch::NoGradGuard no_grad;
+          for (auto& p : net->parameters()) p.add_(torch::randn_like(p) * 3.0);
+        }
+        return false;
+      };
+    }
+    const auto r = dash::train::run_stage(net, spec, data, opt, nullptr);
+    ASSERT_EQ(r.epochs_done, 5);
+    EXPECT_FALSE(r.kept_why.empty());
+    if (wreck) {
+      EXPECT_LT(r.kept_epoch, 5) << r.kept_why;
+      EXPECT_EQ(r.kept_epoch, r.best_epoch);
+      EXPECT_NE(r.kept_why.find("more than keep_best_stderrs"), std::string::npos) << r.kept_why;
+    }
+    const double now = dash::train::evaluate(net, spec, data.valid, 64).metric;
+    EXPECT_DOUBLE_EQ(now, r.kept_valid) << r.kept_why;
+    EXPECT_DOUBLE_EQ(r.kept_valid, r.history.at(static_cast<size_t>(r.kept_epoch - 1)).valid_metric);
+  }
+}
+
 TEST(Training, StopsAtTheWallClockBudget) {
   const auto spec = binary_1d_spec();
   const auto data = far_apart_task(256, 7);

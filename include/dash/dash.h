@@ -221,8 +221,10 @@ DASH_API void dash_arch_free(dash_arch *arch);
 
 /* ---- Retrain, infer, evaluate ------------------------------------------------ */
 
-/* Trains the discrete network `arch` on train, keeping the weights that
- * validated best. An arch from dash_search also holds the weights its
+/* Trains the discrete network `arch` on train and ends with the last
+ * epoch's weights, or with an earlier epoch's where those validated better
+ * by more than two standard errors over folds of valid (report:
+ * retrain.kept_epoch, kept_why). An arch from dash_search also holds the weights its
  * winning guard or grid trial trained, and the retrain starts from them
  * (option "warm_start"; the record's report.warm_start says whether it did);
  * dash_arch_to_json does not carry them. Options as for dash_search (see

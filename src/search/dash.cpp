@@ -422,12 +422,9 @@ struct Trial {
 // exceeds one standard error of the paired differences. Any metric works:
 // each fold is scored as a whole.
 constexpr int kGuardFolds = 10;
+using train::paired;
+using train::PairedTest;
 
-struct PairedTest {
-  double advantage = 0;  // mean over folds, positive = the first network is better
-  double stderr_ = 0;
-  bool first_wins = false;
-};
 
 // Fold f of `folds` equal, contiguous parts of valid.
 task::Split fold_of(const task::Split& valid, int f, int folds) {
@@ -446,28 +443,6 @@ int folds_for(const task::Split& valid, dist::Communicator* comm) {
 bool spent(Clock::time_point t0, double max_seconds, dist::Communicator* comm) {
   const bool local = max_seconds > 0 && seconds_since(t0) >= max_seconds;
   return comm != nullptr ? comm->from_root(static_cast<int64_t>(local)) != 0 : local;
-}
-
-// The paired differences' mean and standard error; `sign` makes positive
-// mean "the first is better" whatever the metric's direction. Folds whose
-// score is not finite in either are left out.
-PairedTest paired(const std::vector<double>& first, const std::vector<double>& second, double sign,
-                  double stderrs) {
-  PairedTest g;
-  std::vector<double> diff;
-  for (size_t i = 0; i < std::min(first.size(), second.size()); ++i) {
-    if (std::isfinite(first[i]) && std::isfinite(second[i])) diff.push_back(sign * (first[i] - second[i]));
-  }
-  if (diff.size() < 2) return g;
-  double mean = 0, var = 0;
-  for (double d : diff) mean += d;
-  mean /= static_cast<double>(diff.size());
-  for (double d : diff) var += (d - mean) * (d - mean);
-  var /= static_cast<double>(diff.size() - 1);
-  g.advantage = mean;
-  g.stderr_ = std::sqrt(var / static_cast<double>(diff.size()));
-  g.first_wins = mean > stderrs * g.stderr_;
-  return g;
 }
 
 // With max_seconds > 0 no fold starts once that time is spent, so a test
@@ -1068,7 +1043,7 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
   ro.comm = options.comm;
   const auto t0 = Clock::now();
   train::StageResult rr = train::run_stage(outcome.model, spec, data, ro, progress);
-  outcome.valid_metric = rr.best_valid;
+  outcome.valid_metric = rr.kept_epoch > 0 ? rr.kept_valid : rr.best_valid;
   // Test is touched once, with the best-validated weights, in the time the
   // call has left (the stage held that time back for it).
   train::Evaluation test;

@@ -81,7 +81,12 @@ struct StageOptions {
   // alone ends past it, or expected_step_s exceeds it (the budget cannot
   // hold one step), instead of returning an untrained network late.
   bool require_one_step = false;
-  bool keep_best = true;        // end with the best-validated weights
+  // End with the best-validated weights when they beat the last epoch's by
+  // more than keep_best_stderrs standard errors over folds of valid (a
+  // paired test); otherwise with the last weights. (The plain maximum over
+  // epochs picked mid-schedule epochs on noise: see kept_why in trainer.cpp.)
+  bool keep_best = true;
+  double keep_best_stderrs = 2.0;
   std::string checkpoint;       // "" for none (a data-parallel stage: rank 0's file)
   bool resume = false;          // continue from `checkpoint` if it exists
   uint64_t seed = 0;
@@ -109,6 +114,11 @@ struct StageResult {
   std::vector<EpochRecord> history;
   double best_valid = std::numeric_limits<double>::quiet_NaN();
   int64_t best_epoch = 0;
+  // With keep_best: the epoch whose weights the stage ended with, its valid
+  // score and why (the best epoch, or the last).
+  int64_t kept_epoch = 0;
+  double kept_valid = std::numeric_limits<double>::quiet_NaN();
+  std::string kept_why;
   int64_t epochs_done = 0;
   int64_t steps_done = 0;
   double seconds = 0;
@@ -122,7 +132,44 @@ struct Evaluation {
   double loss = 0;
   double metric = std::numeric_limits<double>::quiet_NaN();
   int64_t samples = 0;  // how many were scored (all, unless max_seconds cut it short)
+  at::Tensor outputs, targets;  // the scored rows' outputs and targets, in the order scored
 };
+
+// A paired comparison of two networks over the same folds of valid: the mean
+// of the differences and its standard error; positive = the first is better.
+struct PairedTest {
+  double advantage = 0;
+  double stderr_ = 0;
+  bool first_wins = false;  // advantage > stderrs x stderr_ (and at least 2 folds)
+};
+
+// `sign` makes positive mean "the first is better" whatever the metric's
+// direction; folds whose score is not finite in either are left out.
+PairedTest paired(const std::vector<double>& first, const std::vector<double>& second, double sign,
+                  double stderrs);
+
+// The metric on each of `folds` contiguous, near-equal parts of the rows of
+// outputs/targets (fewer parts when there are fewer rows).
+std::vector<double> fold_metrics(task::MetricKind metric, const at::Tensor& outputs, const at::Tensor& targets,
+                                 int folds);
+
+// One epoch's valid pass as the keep_best test sees it.
+struct FoldScores {
+  int64_t epoch = 0;
+  int64_t rows = 0;            // rows of valid scored
+  std::vector<double> folds;   // fold_metrics of them
+};
+
+struct KeptChoice {
+  bool best = false;  // true: the best epoch's weights; false: the last's
+  std::string why;
+};
+
+// Which weights a keep_best stage ends with (see trainer.cpp for why): the
+// best epoch's when its paired lead over the last's folds exceeds `stderrs`
+// standard errors; the last's otherwise; the best's when the two cannot be
+// compared (no folds, or different rows scored).
+KeptChoice choose_kept(task::MetricKind metric, const FoldScores& best, const FoldScores& last, double stderrs);
 
 // Loss and metric over a split, in evaluation mode, without gradients. With
 // max_seconds > 0 the pass ends by that time: it starts with a chunk of
