@@ -952,6 +952,41 @@ TEST(Augment, IsRefusedWhereTheTargetWouldNotMoveWithTheInput) {
   EXPECT_THROW(dash::train::Augment::named("rotate"), std::invalid_argument);
 }
 
+// A stage that its after_step ended (the search's stopping rule) and is
+// resumed from its checkpoint stays ended: no step more, the same weights.
+TEST(Training, AStageThatStoppedEarlyStaysStoppedWhenResumed) {
+  const auto spec = binary_1d_spec();
+  const auto data = far_apart_task(96, 6);
+  BackboneSpec bspec = dash::nn::backbone_for(spec, 16, 1, 0.0);
+  LayerSetup fixed;
+  fixed.architecture = Architecture::plain(bspec.name(), bspec.searchable_layers());
+  const std::string ckpt = ::testing::TempDir() + "dash_stopped_test.ckpt";
+  std::remove(ckpt.c_str());
+  dash::train::StageOptions opt;
+  opt.epochs = 4;
+  opt.batch_size = 32;
+  opt.seed = 3;
+  opt.keep_best = false;
+  opt.checkpoint = ckpt;
+  opt.after_step = [](int64_t step) { return step == 5; };  // in the second epoch (3 steps each)
+  torch::manual_seed(1);
+  Backbone first(bspec, fixed);
+  const auto a = dash::train::run_stage(first, spec, data, opt, nullptr);
+  ASSERT_TRUE(a.stopped_early);
+  ASSERT_EQ(a.steps_done, 5);
+  torch::manual_seed(99);
+  Backbone resumed(bspec, fixed);
+  opt.resume = true;
+  const auto b = dash::train::run_stage(resumed, spec, data, opt, nullptr);
+  EXPECT_TRUE(b.stopped_early);
+  EXPECT_EQ(b.steps_done, 5);
+  EXPECT_EQ(b.epochs_done, a.epochs_done);
+  auto p1 = first->parameters();
+  auto p2 = resumed->parameters();
+  for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(torch::equal(p1[i], p2[i])) << "parameter " << i;
+  std::remove(ckpt.c_str());
+}
+
 TEST(Training, FoldMetricsScoreContiguousNearEqualParts) {
   torch::manual_seed(5);
   const at::Tensor out = torch::randn({25, 3});

@@ -84,6 +84,9 @@ struct StageState {
   // scored (empty before an epoch was scored, or in a checkpoint older than
   // them), for the paired test that decides which weights the stage keeps.
   FoldScores best_scores;
+  // after_step ended the stage (the search's stopping rule): a resume must
+  // not train on past that point.
+  bool stopped_early = false;
 };
 
 void save_checkpoint(const std::string& path, nn::Backbone& model, torch::optim::SGD& weights,
@@ -111,6 +114,7 @@ void save_checkpoint(const std::string& path, nn::Backbone& model, torch::optim:
     archive.write("best_valid", torch::tensor(s.best_valid, torch::kDouble));
     archive.write("best_epoch", torch::tensor(s.best_epoch));
     archive.write("history", history_tensor(s.history));
+    archive.write("stopped_early", torch::tensor(static_cast<int64_t>(s.stopped_early)));
     if (!s.best_scores.folds.empty()) {
       archive.write("best_folds", torch::tensor(s.best_scores.folds, torch::kDouble));
       archive.write("best_rows", torch::tensor(s.best_scores.rows));
@@ -168,6 +172,8 @@ StageState load_checkpoint(const std::string& path, const std::string& bytes, nn
   s.best_epoch = get("best_epoch").item<int64_t>();
   s.best_scores.epoch = s.best_epoch;
   s.history = history_from(get("history"));
+  at::Tensor stopped;
+  if (archive.try_read("stopped_early", stopped)) s.stopped_early = stopped.item<int64_t>() != 0;
   at::Tensor folds, rows;  // absent in checkpoints written before them
   if (archive.try_read("best_folds", folds) && archive.try_read("best_rows", rows)) {
     const at::Tensor f = folds.contiguous();
@@ -507,6 +513,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   const auto t0 = Clock::now() - std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(s.elapsed));
   StageResult result;
+  result.stopped_early = s.stopped_early;  // a resumed stage that had ended stays ended
   model->train();
   // A budget that affords too few steps to train is said once: from the first
   // kProbeSteps steps, or at the end if the stage stopped before them.
@@ -713,6 +720,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       }
     }
     s.elapsed = seconds_since(t0);
+    s.stopped_early = result.stopped_early;
     if (!opt.checkpoint.empty() && writes_files) {
       const auto save_start = Clock::now();
       save_checkpoint(opt.checkpoint, model, weights, arch.get(), order_gen, s);
