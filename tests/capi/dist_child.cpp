@@ -1,7 +1,7 @@
 // One rank of a data-parallel run through the C ABI, as its own process
 // (test_dist.cpp starts them):
 //
-//   dashnas_dist_child RANK WORLD PORT OUT_DIR [DIE_AT_EPOCH] [TIMEOUT_S]
+//   dashnas_dist_child RANK WORLD PORT OUT_DIR [DIE_AT_EPOCH] [TIMEOUT_S] [CHECKPOINT_DIR [resume]]
 //
 // searches and retrains the support.h task with WORLD ranks meeting on
 // 127.0.0.1:PORT (WORLD 1: alone, no distributed options at all), with one
@@ -10,6 +10,8 @@
 // "outputs" (the model's outputs on the test inputs), "test_metric",
 // "seconds"}. DIE_AT_EPOCH > 0: the process exits abruptly (_exit) in that
 // epoch of the retrain (one step each), as a crashed rank would.
+// CHECKPOINT_DIR: both calls checkpoint there (rank 0 writes), and with
+// "resume" continue from what is there.
 
 #include <unistd.h>
 
@@ -38,13 +40,17 @@ int maybe_die(const dash_progress* p, void*) {
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: dashnas_dist_child RANK WORLD PORT OUT_DIR [DIE_AT_EPOCH] [TIMEOUT_S]\n");
+    std::fprintf(stderr,
+                 "usage: dashnas_dist_child RANK WORLD PORT OUT_DIR [DIE_AT_EPOCH] [TIMEOUT_S] "
+                 "[CHECKPOINT_DIR [resume]]\n");
     return 2;
   }
   const int rank = std::atoi(argv[1]), world = std::atoi(argv[2]);
   const std::string port = argv[3], out = argv[4];
   g_die_at = argc > 5 ? std::atoll(argv[5]) : 0;
   const std::string timeout = argc > 6 ? argv[6] : "60";
+  const std::string checkpoints = argc > 7 ? argv[7] : "";
+  const bool resume = argc > 8 && std::string(argv[8]) == "resume";
   const auto t0 = std::chrono::steady_clock::now();
 
   dash_task* task = make_task(96);  // 86 train rows after valid (10) is carved out
@@ -62,6 +68,7 @@ int main(int argc, char** argv) {
   } else {
     common["batch_size"] = 86;
   }
+  if (!checkpoints.empty()) common.update({{"checkpoint_dir", checkpoints}, {"resume", resume}});
   json search = common, retrain = common;
   search.update({{"epochs", 16}, {"hpo", false}, {"guard", false}, {"cost_model", "macs"},
                  {"warmup_steps", 2}, {"patience", 3}, {"kernel_sizes", {3, 7}}, {"dilations", {1, 3}}});

@@ -35,13 +35,14 @@ bool distributed_build() {
 #define SKIP_WITHOUT_GLOO() \
   if (!distributed_build()) GTEST_SKIP() << "built without Gloo's headers (libgloo-dev)"
 
-pid_t start_rank(int rank, int world, int port, const std::string& dir, int die_at = 0, double timeout_s = 60) {
+pid_t start_rank(int rank, int world, int port, const std::string& dir, int die_at = 0, double timeout_s = 60,
+                 const std::string& checkpoints = "", bool resume = false) {
   const pid_t pid = fork();
   if (pid == 0) {
     const std::string r = std::to_string(rank), w = std::to_string(world), p = std::to_string(port),
                       d = std::to_string(die_at), t = std::to_string(timeout_s);
     execl(DASH_DIST_CHILD, DASH_DIST_CHILD, r.c_str(), w.c_str(), p.c_str(), dir.c_str(), d.c_str(), t.c_str(),
-          static_cast<char*>(nullptr));
+          checkpoints.c_str(), resume ? "resume" : "", static_cast<char*>(nullptr));
     _exit(127);
   }
   return pid;
@@ -101,6 +102,33 @@ TEST(Distributed, ARankThatDiesFailsTheOtherWithinTheTimeout) {
   EXPECT_EQ(b0.value("retrain", ""), "DASH_IO_ERROR") << b0.dump();
   EXPECT_NE(b0.value("message", "").find("rank 0 of 2"), std::string::npos) << b0.dump();
   EXPECT_LT(b0["seconds"].get<double>(), 60.0) << b0.dump();
+}
+
+// A run that lost a rank mid-retrain starts again with the same world size
+// and resume: it goes on from rank 0's last checkpoint and ends with the
+// model an uninterrupted run trains, on both ranks.
+TEST(Distributed, ARunThatLostARankResumesToTheUninterruptedModel) {
+  SKIP_WITHOUT_GLOO();
+  auto run = [](const std::string& name, const std::string& checkpoints, int die_at, bool resume) {
+    const std::string dir = fresh_dir(name);
+    const int port = dash_test::free_loopback_port();
+    const pid_t r0 = start_rank(0, 2, port, dir, 0, 10, checkpoints, resume);
+    const pid_t r1 = start_rank(1, 2, port, dir, die_at, 10, checkpoints, resume);
+    std::vector<json> ranks{finish(r0, dir, 0), finish(r1, dir, 1)};
+    return ranks;
+  };
+  const auto straight = run("dist_straight", fresh_dir("dist_straight_ckpt"), 0, false);
+  const std::string checkpoints = fresh_dir("dist_resume_ckpt");
+  const auto broken = run("dist_broken", checkpoints, 10, false);
+  ASSERT_EQ(broken[0].value("retrain", ""), "DASH_IO_ERROR") << broken[0].dump();
+  const auto resumed = run("dist_resumed", checkpoints, 0, true);
+  for (const auto* r : {&straight[0], &straight[1], &resumed[0], &resumed[1]}) {
+    ASSERT_EQ(r->value("retrain", ""), "DASH_OK") << r->dump();
+  }
+  EXPECT_EQ(resumed[0]["architecture"], straight[0]["architecture"]);
+  EXPECT_EQ(resumed[0]["outputs"], resumed[1]["outputs"]);
+  EXPECT_LT(max_difference(resumed[0]["outputs"], straight[0]["outputs"]), 1e-5)
+      << resumed[0]["outputs"] << "\n" << straight[0]["outputs"];
 }
 
 // A rank that never comes: rank 0 returns DASH_IO_ERROR naming it.
