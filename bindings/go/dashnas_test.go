@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -778,5 +779,75 @@ func TestArchInfoRendersBeforeTheRetrain(t *testing.T) {
 	}
 	if !strings.Contains(info, `"search"`) || !strings.Contains(page, `<section id="probabilities">`) {
 		t.Fatalf("the arch's record lacks its search: %s", info)
+	}
+}
+
+// Data-parallel through the binding: two ranks as two goroutines of this
+// process, meeting on a loopback port, each with its own task holding the
+// same data; both return the same architecture and a model whose outputs are
+// identical. A library built without Gloo says so (StatusUnsupported): skipped.
+func TestTwoRanksSearchAndRetrainToTheSameModel(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("a free port: %v", err)
+	}
+	port := listener.Addr().(*net.TCPAddr).Port
+	listener.Close()
+	options := func(rank int, extra string) string {
+		return fmt.Sprintf(`{"world_size":2,"rank":%d,"init":"tcp://127.0.0.1:%d","dist_timeout_s":60,`+
+			`"threads":1,"seed":0,"batch_size":16,%s}`, rank, port, extra)
+	}
+	xt, _ := synthetic(16, 2)
+	type result struct {
+		arch    string
+		outputs []float32
+		err     error
+	}
+	results := make([]result, 2)
+	var wg sync.WaitGroup
+	for rank := 0; rank < 2; rank++ {
+		task := newTask(t)
+		defer task.Close()
+		wg.Add(1)
+		go func(rank int, task *dashnas.Task) {
+			defer wg.Done()
+			r := &results[rank]
+			arch, err := task.Search(options(rank, `"epochs":1,"hpo":false`), nil)
+			if err != nil {
+				r.err = fmt.Errorf("rank %d: Search: %w", rank, err)
+				return
+			}
+			defer arch.Close()
+			model, err := task.Retrain(arch, options(rank, `"epochs":2`), nil)
+			if err != nil {
+				r.err = fmt.Errorf("rank %d: Retrain: %w", rank, err)
+				return
+			}
+			defer model.Close()
+			if r.arch, err = arch.JSON(); err == nil {
+				r.outputs, err = model.Infer(xt, 16)
+			}
+			r.err = err
+		}(rank, task)
+	}
+	wg.Wait()
+	if errors.Is(results[0].err, dashnas.Unsupported) {
+		t.Skipf("this library has no data-parallel support: %v", results[0].err)
+	}
+	for _, r := range results {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	if results[0].arch != results[1].arch {
+		t.Fatalf("architectures differ between ranks:\n%s\n%s", results[0].arch, results[1].arch)
+	}
+	if len(results[0].outputs) != 32 {
+		t.Fatalf("%d outputs, want 32", len(results[0].outputs))
+	}
+	for i, v := range results[0].outputs {
+		if v != results[1].outputs[i] || math.IsNaN(float64(v)) {
+			t.Fatalf("output %d: rank 0 %v, rank 1 %v", i, v, results[1].outputs[i])
+		}
 	}
 }

@@ -440,7 +440,10 @@ fn search_retrain_infer_save_load_and_threads() {
     let onnx = temp_path("model.onnx");
     model.export_onnx(&onnx, "").expect("export_onnx");
     let bytes = std::fs::read(&onnx).expect("read the ONNX file");
-    assert!(bytes.windows(15).any(|w| w == b"dashnas_version"), "no metadata in the ONNX file");
+    assert!(
+        bytes.windows(15).any(|w| w == b"dashnas_version"),
+        "no metadata in the ONNX file"
+    );
     std::fs::remove_file(&onnx).ok();
     let err = model.export_onnx(&onnx, r#"{"opset": 3}"#).unwrap_err();
     assert_eq!(err.status(), Status::InvalidArgument, "{}", err);
@@ -714,4 +717,57 @@ fn interrupter_stops_a_search_from_a_thread_that_does_not_borrow_the_task() {
         !interrupter.interrupt(),
         "an interrupter outlived its task and still reached it"
     );
+}
+
+/// Data-parallel through the binding: two ranks as two threads of this
+/// process, meeting on a loopback port, each with its own task handle holding
+/// the same data; both return the same architecture and a model whose outputs
+/// are identical. (A library built without Gloo says so: Unsupported.)
+#[test]
+fn two_ranks_search_and_retrain_to_the_same_model() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let options = |rank: usize, extra: &str| {
+        format!(
+            r#"{{"world_size":2,"rank":{},"init":"tcp://127.0.0.1:{}","dist_timeout_s":60,"threads":1,"seed":0,"batch_size":16,{}}}"#,
+            rank, port, extra
+        )
+    };
+    let tasks = [task_with_data(), task_with_data()];
+    let (x, _) = waves(32, 2);
+    let results: Vec<dashnas::Result<(String, Vec<f32>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|rank| {
+                let task = &tasks[rank];
+                let x = &x;
+                let search = options(rank, r#""epochs":1,"hpo":false"#);
+                let retrain = options(rank, r#""epochs":2"#);
+                s.spawn(move || {
+                    let arch = task.search(&search, None)?;
+                    let model = task.retrain(&arch, &retrain, None)?;
+                    Ok((arch.to_json()?, model.infer(x, 32)?))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("rank thread"))
+            .collect()
+    });
+    if let Err(e) = &results[0] {
+        if e.status() == Status::Unsupported {
+            eprintln!("skipped: {}", e);
+            return;
+        }
+    }
+    let ranks: Vec<(String, Vec<f32>)> = results
+        .into_iter()
+        .map(|r| r.expect("both ranks succeed"))
+        .collect();
+    assert_eq!(ranks[0].0, ranks[1].0, "architectures differ between ranks");
+    assert_eq!(ranks[0].1.len(), 64);
+    assert_eq!(ranks[0].1, ranks[1].1, "outputs differ between ranks");
+    assert!(ranks[0].1.iter().all(|v| v.is_finite()));
 }
