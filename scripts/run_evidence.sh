@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Evidence: on each task, the plain backbone (k=3, d=1 everywhere, the same
 # grid) and DASH (search + guard + grid + retrain) with the same wall-clock
-# budget, run side by side: both at once, one thread each, for every seed.
+# budget, run side by side: both at once, one thread each on a core of its
+# own (swapped between seeds), for every seed.
 # Appends every run (seed, stages, epochs, seconds, architecture, the guard's
 # choice, costs: the whole report) to bench/results/<task>.json and prints
 # the table of means and spreads.
@@ -62,23 +63,38 @@ for task in "${tasks[@]}"; do
   for seed in ${SEEDS:-0 1 2}; do
     echo "== $task, seed $seed: backbone and DASH side by side, 1 thread each, budget ${budget}s"
     outs=()
+    # Each run on a core of its own where there are two (no moves between
+    # cores mid-run), and the cores swapped from one seed to the next, so a
+    # core that runs slower than the other weighs on both methods alike.
+    read -r -a cores <<< "$(/usr/bin/python3 -c 'import os; print(*sorted(os.sched_getaffinity(0))[:2])')"
+    if [ $((seed % 2)) -eq 1 ] && [ ${#cores[@]} -ge 2 ]; then cores=("${cores[1]}" "${cores[0]}"); fi
+    i=0
     for method in backbone dash; do
       out=$(mktemp --suffix=.json)
       outs+=("$out")
-      DASH_COMMIT=$commit "$runner" --task "$spec" --method "$method" "${files[@]}" \
+      pin=()
+      if [ ${#cores[@]} -ge 2 ] && command -v taskset > /dev/null; then pin=(taskset -c "${cores[$i]}"); fi
+      i=$((i + 1))
+      DASH_COMMIT=$commit "${pin[@]+"${pin[@]}"}" "$runner" --task "$spec" --method "$method" "${files[@]}" \
         --budget "$budget" --set threads=1 --set seed="$seed" \
         "${extra[@]+"${extra[@]}"}" --out "$out" > "$out.log" 2>&1 &
     done
     wait
+    i=0
     for out in "${outs[@]}"; do
       grep -E '^(warning|dash|backbone|architecture)' "$out.log" || true
-      /usr/bin/python3 - "$out" "$results/$task.json" "$task" "$seed" <<'PY'
+      core=none
+      if [ ${#pin[@]} -gt 0 ]; then core=${cores[$i]}; fi
+      i=$((i + 1))
+      /usr/bin/python3 - "$out" "$results/$task.json" "$task" "$seed" "$core" <<'PY'
 import json, os, sys
 run = json.load(open(sys.argv[1]))
 path = sys.argv[2]
 runs = json.load(open(path)) if os.path.exists(path) else []
 entry = {"task": sys.argv[3], "task_spec": run["task"], "threads": 1, "seed": int(sys.argv[4]),
          "side_by_side": True}
+if sys.argv[5] != "none":
+    entry["core"] = int(sys.argv[5])
 for k in ["method", "metric_name", "metric", "higher_is_better", "wall_s", "search_s",
           "retrain_s", "budget_s", "commit", "library_version", "architecture", "hyperparameters",
           "training"]:

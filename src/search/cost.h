@@ -82,10 +82,11 @@ double infer_ms_per_sample(const nn::BackboneSpec& backbone, const nn::Architect
 // Milliseconds of one training step (forward and backward, train mode) of
 // each network of `archs` (networks of `backbone`) on `batch`, timed in
 // turns: a warm-up step each, then rounds in which each takes one step, and
-// the median of its rounds. Taking turns puts a change of the machine's load
-// on all of them alike, so their ratios hold on a shared machine. Rounds: 5,
-// fewer where they would take over max_seconds (as the warm-up steps
-// predict), but at least one. Plans trials in steps (search/dash.cpp).
+// the fastest of its rounds (cost.cpp says why). Taking turns puts a change
+// of the machine's load on all of them alike, so their ratios hold on a
+// shared machine. Rounds: 15, fewer where they would take over max_seconds
+// (as the warm-up steps predict), but at least one. Plans trials in steps
+// (search/dash.cpp).
 // first_ms, if set, receives the first network's warm-up step: a cold first
 // step, what a stage's first step costs.
 std::vector<double> train_step_ms(const nn::BackboneSpec& backbone, const std::vector<nn::Architecture>& archs,
