@@ -8,6 +8,25 @@ namespace {
 using dash::capi::guarded;
 using dash::capi::require;
 
+// dash_evaluate is dash_evaluate_with without options: one body for both.
+dash_status evaluate_with(const char* function, const dash_model* model, const dash_task* task, dash_split split,
+                          const char* options_json, char** report_json) {
+  return guarded(function, [&] {
+    require(model, "model");
+    require(task, "task");
+    const auto s = dash::capi::checked_split(&split);
+    require(report_json, "report_json");
+    const auto options = dash::api::parse_evaluate_options(dash::capi::text_or_empty(options_json));
+    const dash::capi::Interruption stop(*task);
+    const auto lock = dash::capi::reading(*model);
+    // The core's evaluation has no steps to stop at: an interrupt during it
+    // is honoured once it is done.
+    const auto report = dash::api::evaluate(*model->model, task->data, s, options);
+    stop.check();
+    *report_json = dash::capi::copy_string(report.dump());
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -40,19 +59,12 @@ dash_status dash_infer(const dash_model* model, const float* x, int64_t n, float
 
 dash_status dash_evaluate(const dash_model* model, const dash_task* task, dash_split split,
                           char** report_json) {
-  return guarded("dash_evaluate", [&] {
-    require(model, "model");
-    require(task, "task");
-    const auto s = dash::capi::checked_split(&split);
-    require(report_json, "report_json");
-    const dash::capi::Interruption stop(*task);
-    const auto lock = dash::capi::reading(*model);
-    // The core's evaluation has no steps to stop at: an interrupt during it
-    // is honoured once it is done.
-    const auto report = dash::api::evaluate(*model->model, task->data, s);
-    stop.check();
-    *report_json = dash::capi::copy_string(report.dump());
-  });
+  return evaluate_with("dash_evaluate", model, task, split, nullptr, report_json);
+}
+
+dash_status dash_evaluate_with(const dash_model* model, const dash_task* task, dash_split split,
+                               const char* options_json, char** report_json) {
+  return evaluate_with("dash_evaluate_with", model, task, split, options_json, report_json);
 }
 
 dash_status dash_model_info(const dash_model* model, char** json_out) {

@@ -1,5 +1,5 @@
-// The options parser of dash_search and dash_retrain on arbitrary text. The
-// first input byte picks the call. Options that are accepted come back, with
+// The options parser of dash_search, dash_retrain and dash_evaluate_with on
+// arbitrary text. The first input byte picks the call. Options that are accepted come back, with
 // every default filled in, as JSON that parses to the same options again.
 
 #include "api/options.h"
@@ -27,5 +27,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string text = dash::fuzz::as_string(data + 1, size - 1);
   if ((data[0] & 1) != 0) return round_trip(text, dash::api::parse_search_options);
+  if ((data[0] & 2) != 0) return round_trip(text, dash::api::parse_evaluate_options);
   return round_trip(text, dash::api::parse_retrain_options);
 }

@@ -31,6 +31,18 @@ int main(void) {
       dash_task_free(task);
       return 1;
     }
+    {
+      /* dash_evaluate_with takes a const task and options; no model is refused. */
+      const dash_model *no_model = NULL;
+      char *report = NULL;
+      if (dash_evaluate_with(no_model, view, DASH_SPLIT_TEST, "{}", &report) != DASH_INVALID_ARGUMENT ||
+          report != NULL || strstr(dash_last_error(), "dash_evaluate_with") == NULL) {
+        fprintf(stderr, "dash_evaluate_with without a model: %s\n", dash_last_error());
+        dash_string_free(report);
+        dash_task_free(task);
+        return 1;
+      }
+    }
     dash_task_free(task);
   }
   printf("dashnas %s, ABI %d\n", dash_version(), dash_abi_version());

@@ -14,6 +14,7 @@
 namespace {
 
 using dash::api::describe_options;
+using dash::api::parse_evaluate_options;
 using dash::api::parse_retrain_options;
 using dash::api::parse_search_options;
 using nlohmann::json;
@@ -45,16 +46,16 @@ TEST(Options, DescribedDefaultsAreTheCoresDefaults) {
   EXPECT_TRUE(described_default(all, "arch_lr", "search").is_null());
   // Every described option, for each call that takes it, is what parsing
   // nothing gives.
-  const json search = to_json(parse_search_options(""));
-  const json retrain = to_json(parse_retrain_options(""));
+  const json parsed = {{"search", to_json(parse_search_options(""))},
+                       {"retrain", to_json(parse_retrain_options(""))},
+                       {"evaluate", to_json(parse_evaluate_options(""))}};
   for (const auto& [name, d] : all.items()) {
     for (const auto& call : d.at("used_by")) {
-      const json& parsed = call == "search" ? search : retrain;
-      EXPECT_EQ(described_default(all, name, call == "search" ? "search" : "retrain"), parsed.at(name))
-          << name << " in " << call;
+      const std::string c = call;
+      EXPECT_EQ(described_default(all, name, c.c_str()), parsed.at(c).at(name)) << name << " in " << call;
     }
   }
-  EXPECT_EQ(search.size() + retrain.size(), [&] {
+  EXPECT_EQ(parsed["search"].size() + parsed["retrain"].size() + parsed["evaluate"].size(), [&] {
     size_t n = 0;
     for (const auto& [name, d] : all.items()) n += d.at("used_by").size();
     return n;
@@ -88,8 +89,11 @@ json other_value(const json& described) {
 // than the setter writes, fail here).
 TEST(Options, EachOptionSetsItsOwnField) {
   const json all = describe_options();
-  const json search_defaults = to_json(parse_search_options(""));
-  const json retrain_defaults = to_json(parse_retrain_options(""));
+  auto parsed = [](const std::string& call, const std::string& text) {
+    if (call == "search") return to_json(parse_search_options(text));
+    if (call == "retrain") return to_json(parse_retrain_options(text));
+    return to_json(parse_evaluate_options(text));
+  };
   for (const auto& [name, d] : all.items()) {
     json value = other_value(d);
     for (const auto& call : d.at("used_by")) {
@@ -100,9 +104,8 @@ TEST(Options, EachOptionSetsItsOwnField) {
       if (name == "max_cost_ratio") user[name] = 3.0;
       if (name == "world_size" || name == "rank") user["init"] = "tcp://node0:29500";
       if (name == "rank") user["world_size"] = 4;
-      const bool search = call == "search";
-      const json got = search ? to_json(parse_search_options(user.dump())) : to_json(parse_retrain_options(user.dump()));
-      const json& defaults = search ? search_defaults : retrain_defaults;
+      const json got = parsed(call, user.dump());
+      const json defaults = parsed(call, "");
       for (const auto& [key, v] : got.items()) {
         if (user.contains(key)) {
           EXPECT_EQ(v, user[key]) << name << " in " << call;
@@ -140,6 +143,30 @@ TEST(Options, RefusalsNameTheOption) {
   EXPECT_NE(message(R"({"resume": true})", false).find("'resume' needs 'checkpoint_dir'"), std::string::npos);
   EXPECT_NE(message(R"([1])", true).find("a JSON object"), std::string::npos);
   EXPECT_EQ(message(R"({"lr": null, "arch_lr": null})", true), "accepted");
+}
+
+// dash_evaluate_with takes the runtime and data-parallel options only.
+TEST(Options, EvaluateTakesRuntimeOptionsOnly) {
+  auto message = [](const std::string& text) {
+    try {
+      parse_evaluate_options(text);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message(R"({"hpo_share": 0.3})").find("'hpo_share' is used by dash_search, not dash_evaluate_with"),
+            std::string::npos);
+  EXPECT_NE(message(R"({"dropout": 0.1})").find("used by dash_retrain, not dash_evaluate_with"), std::string::npos);
+  EXPECT_NE(message(R"({"sync_batch_norm": true})")
+                .find("used by dash_search and dash_retrain, not dash_evaluate_with"),
+            std::string::npos);
+  EXPECT_NE(message(R"({"rank": 2, "world_size": 2, "init": "tcp://h:1"})")
+                .find("'rank' must be in [0, world_size - 1]"),
+            std::string::npos);
+  EXPECT_EQ(message(R"({"threads": 2, "device": "cpu", "world_size": 2, "rank": 1, "init": "tcp://h:1",
+                        "dist_backend": "gloo", "dist_timeout_s": 5, "data_sharded": true})"),
+            "accepted");
 }
 
 TEST(Options, RetrainOverridesReplaceOnlyWhatIsSet) {

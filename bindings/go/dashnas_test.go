@@ -363,6 +363,17 @@ func TestSearchRetrainInferSaveLoad(t *testing.T) {
 		ev.Metric < 0 || ev.Metric > 1 {
 		t.Errorf("Evaluate(test) = %s (%v), want 16 samples of accuracy in [0, 1]", report, err)
 	}
+	// EvaluateWith without options is Evaluate; a search option is refused by name.
+	for _, options := range []string{"", "{}"} {
+		with, err := model.EvaluateWith(task, dashnas.SplitTest, options)
+		if err != nil || with != report {
+			t.Errorf("EvaluateWith(%q) = %s (%v), want %s", options, with, err, report)
+		}
+	}
+	_, err = model.EvaluateWith(task, dashnas.SplitTest, `{"hpo_share":0.3}`)
+	if e := asError(t, err, dashnas.InvalidArgument); !strings.Contains(e.Message, "hpo_share") {
+		t.Errorf("EvaluateWith(hpo_share) said %q, want it named", e.Message)
+	}
 
 	// Info names the task.
 	info, err := model.Info()

@@ -146,6 +146,33 @@ func (m *Model) Evaluate(task *Task, split Split) (string, error) {
 	return takeString(out), nil
 }
 
+// EvaluateWith is Evaluate with options (dash_evaluate_with): "" or "{}" is
+// Evaluate; threads, device and the data-parallel ones (world_size, rank,
+// init, dist_backend, dist_timeout_s, data_sharded) score the split over the
+// ranks of a data-parallel run, every rank getting the same report (with a
+// "distributed" entry). An option of search or retrain is InvalidArgument,
+// naming it.
+func (m *Model) EvaluateWith(task *Task, split Split, optionsJSON string) (string, error) {
+	const op = "Model.EvaluateWith"
+	p, unlock, err := m.use(op)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	tp, unlockTask, err := task.read(op)
+	if err != nil {
+		return "", err
+	}
+	defer unlockTask()
+	o := cString(optionsJSON)
+	defer freeCString(o)
+	var out, msg *C.char
+	if err := check(C.dashgo_evaluate_with(p, tp, C.dash_split(split), o, &out, &msg), msg); err != nil {
+		return "", err
+	}
+	return takeString(out), nil
+}
+
 // Info is the model's task spec, architecture, hyperparameters, normaliser,
 // training report and library version, as JSON.
 func (m *Model) Info() (string, error) {

@@ -113,6 +113,11 @@ dash_status dashgo_evaluate(const dash_model *model, const dash_task *task, dash
   DASHGO_CALL(dash_evaluate(model, task, split, report_json));
 }
 
+dash_status dashgo_evaluate_with(const dash_model *model, const dash_task *task, dash_split split,
+                                 const char *options_json, char **report_json, char **err) {
+  DASHGO_CALL(dash_evaluate_with(model, task, split, options_json, report_json));
+}
+
 dash_status dashgo_model_info(const dash_model *model, char **json_out, char **err) {
   DASHGO_CALL(dash_model_info(model, json_out));
 }

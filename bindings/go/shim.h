@@ -46,6 +46,8 @@ dash_status dashgo_infer(const dash_model *model, const float *x, int64_t n, flo
                          int64_t out_len, char **err);
 dash_status dashgo_evaluate(const dash_model *model, const dash_task *task, dash_split split,
                             char **report_json, char **err);
+dash_status dashgo_evaluate_with(const dash_model *model, const dash_task *task, dash_split split,
+                                 const char *options_json, char **report_json, char **err);
 dash_status dashgo_model_info(const dash_model *model, char **json_out, char **err);
 dash_status dashgo_model_save(const dash_model *model, const char *path, char **err);
 dash_status dashgo_model_export_onnx(const dash_model *model, const char *path, const char *options,

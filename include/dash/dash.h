@@ -39,13 +39,14 @@
  *      once (every function takes it as const); only dash_arch_free must come
  *      after every other use has returned.
  *    dash_task: the functions that take it as const only read it (dash_search,
- *      dash_retrain, dash_evaluate, dash_arch_plain, dash_task_split_size,
- *      dash_task_to_json, dash_task_input_size, dash_task_target_size) and may
- *      run on one task from many threads at once. dash_task_set_data and
- *      dash_task_load_files change it: each needs the task to itself, with no
- *      other call on it running. dash_task_interrupt may be called from any
- *      thread at any time, during any of these, and from a progress callback.
- *      dash_task_free must come after every other call on the task returned.
+ *      dash_retrain, dash_evaluate, dash_evaluate_with, dash_arch_plain,
+ *      dash_task_split_size, dash_task_to_json, dash_task_input_size,
+ *      dash_task_target_size) and may run on one task from many threads at
+ *      once. dash_task_set_data and dash_task_load_files change it: each
+ *      needs the task to itself, with no other call on it running.
+ *      dash_task_interrupt may be called from any thread at any time, during
+ *      any of these, and from a progress callback. dash_task_free must come
+ *      after every other call on the task returned.
  *    dash_model locks itself: every function may run on one model from many
  *      threads at once. dash_model_set_device waits for the calls running on
  *      the model, and holds new ones back, while it moves the weights. Only
@@ -252,6 +253,25 @@ DASH_API dash_status dash_infer(const dash_model *model, const float *x, int64_t
 DASH_API dash_status dash_evaluate(const dash_model *model, const dash_task *task,
                                    dash_split split, char **report_json);
 
+/* dash_evaluate with options (added within ABI version 2); options_json NULL,
+ * "" or "{}" is exactly dash_evaluate. It takes the options whose "used_by"
+ * in dash_options_describe lists "evaluate": threads (0: as the process has
+ * them), device ("auto": where the model is; "cpu" or "cuda" must name that
+ * place, see dash_model_set_device) and the data-parallel ones, world_size,
+ * rank, init, dist_backend, dist_timeout_s, data_sharded. Any other option is
+ * DASH_INVALID_ARGUMENT naming it. With world_size > 1 every rank calls it
+ * with the same task spec, split and model, and either the whole split (rank
+ * r scores rows r, r + world_size, ...) or, with data_sharded, its own rows;
+ * every rank returns the same report over all ranks' rows ("samples" is their
+ * total) with "distributed": {"world_size", "rank", "backend",
+ * "data_sharded"}. A rank that fails, never comes or was given other work
+ * makes the others fail too (DASH_IO_ERROR or DASH_INVALID_ARGUMENT) within
+ * dist_timeout_s. dash_task_interrupt stops it as it stops dash_evaluate.
+ * Free the report with dash_string_free. */
+DASH_API dash_status dash_evaluate_with(const dash_model *model, const dash_task *task,
+                                        dash_split split, const char *options_json,
+                                        char **report_json);
+
 /* Task spec, architecture, hyperparameters, normaliser, training report and
  * library version of a model, as JSON. Free with dash_string_free. */
 DASH_API dash_status dash_model_info(const dash_model *model, char **json_out);
@@ -291,13 +311,14 @@ DASH_API dash_status dash_task_target_size(const dash_task *task, int64_t *out);
  * dash_infer reads per sample. */
 DASH_API dash_status dash_model_input_size(const dash_model *model, int64_t *out);
 
-/* Stops the dash_search, dash_retrain and dash_evaluate calls running on the
- * task when it is called: each returns DASH_CANCELLED, out-parameters
+/* Stops the dash_search, dash_retrain and dash_evaluate(_with) calls running
+ * on the task when it is called: each returns DASH_CANCELLED, out-parameters
  * untouched, having freed what it made ("interrupted by dash_task_interrupt").
  * Search and retrain stop at their next training step (or before training if
  * they are still preparing the data); an evaluation they are in, and
- * dash_evaluate, which has no steps, finishes its pass first. Calls that start
- * after it returns are not affected; a call about to return may still succeed.
+ * dash_evaluate(_with), which has no steps, finishes its pass first. Calls
+ * that start after it returns are not affected; a call about to return may
+ * still succeed.
  * Thread-safe: any thread may call it at any time while the task exists,
  * progress callbacks included (not a signal handler: set a flag there and
  * call it from a thread). Fails only for a NULL task. */

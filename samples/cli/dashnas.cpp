@@ -193,9 +193,9 @@ Args parse_args(int argc, char** argv) {
   return a;
 }
 
-// --set key=value into the search and retrain option objects, by each
-// option's "used_by" in dash_options_describe.
-void apply_sets(const Args& a, const json& described, json* search, json* retrain) {
+// --set key=value into the search, retrain and evaluate option objects, by
+// each option's "used_by" in dash_options_describe.
+void apply_sets(const Args& a, const json& described, json* search, json* retrain, json* evaluate) {
   for (const auto& s : a.sets) {
     const auto eq = s.find('=');
     if (eq == std::string::npos) throw std::invalid_argument("--set needs key=value, got " + s);
@@ -210,7 +210,7 @@ void apply_sets(const Args& a, const json& described, json* search, json* retrai
       throw std::invalid_argument("unknown option '" + key + "' (dashnas --list-options lists them)");
     }
     for (const auto& use : described[key]["used_by"]) {
-      (use == "search" ? *search : *retrain)[key] = value;
+      (use == "search" ? *search : use == "retrain" ? *retrain : *evaluate)[key] = value;
     }
   }
 }
@@ -237,10 +237,10 @@ int run(const Args& a) {
     std::cout << described.dump(2) << "\n";
     return 0;
   }
-  json search_opt = json::object(), retrain_opt = json::object();
-  apply_sets(a, described, &search_opt, &retrain_opt);
+  json search_opt = json::object(), retrain_opt = json::object(), evaluate_opt = json::object();
+  apply_sets(a, described, &search_opt, &retrain_opt, &evaluate_opt);
   if (a.world_size > 1) {
-    for (json* o : {&search_opt, &retrain_opt}) {
+    for (json* o : {&search_opt, &retrain_opt, &evaluate_opt}) {
       (*o)["world_size"] = a.world_size;
       (*o)["rank"] = a.rank;
       (*o)["init"] = a.init;
@@ -338,8 +338,11 @@ int run(const Args& a) {
     std::fprintf(stderr, "%s%s: test %s = %s in %.0f s\n", g_prefix.c_str(), a.method.c_str(),
                  retrained["metric_name"].get<std::string>().c_str(), result["metric"].dump().c_str(), wall);
   } else if (n_test > 0) {
+    // Every rank takes this branch (the ranks' reports agree) and scores its
+    // share of test.
     char* report = nullptr;
-    check(dash_evaluate(model, task, DASH_SPLIT_TEST, &report), "dash_evaluate");
+    check(dash_evaluate_with(model, task, DASH_SPLIT_TEST, evaluate_opt.dump().c_str(), &report),
+          "dash_evaluate_with");
     const json r = json::parse(take_string(report));
     result["metric_name"] = r["metric_name"];
     result["metric"] = r["metric"];

@@ -117,6 +117,7 @@ struct OptionDef {
   std::vector<std::string> choices;             // strings only; empty: any
   Check check;                                  // may be empty
   std::string help;
+  std::optional<Binding<EvaluateCall>> evaluate = std::nullopt;  // unset: dash_evaluate_with does not take it
 };
 
 // An option both calls take, at the same place in each.
@@ -125,6 +126,16 @@ OptionDef both(std::string name, std::string type, F field, std::vector<std::str
                std::string help) {
   return {std::move(name), std::move(type), bind<SearchCall>(field), bind<RetrainCall>(field),
           std::move(choices), std::move(check), std::move(help)};
+}
+
+// An option of every call, dash_evaluate_with's included: how the process
+// computes and how it joins a data-parallel run.
+template <class F>
+OptionDef every_call(std::string name, std::string type, F field, std::vector<std::string> choices, Check check,
+                     std::string help) {
+  OptionDef d = both(std::move(name), std::move(type), field, std::move(choices), std::move(check), std::move(help));
+  d.evaluate = bind<EvaluateCall>(field);
+  return d;
 }
 
 template <class F>
@@ -146,10 +157,12 @@ const std::vector<OptionDef>& table() {
   static const std::vector<OptionDef> t = {
       both("seed", "int", [](auto& c) -> auto& { return common(c).seed; }, {}, at_least(0),
            "random seed: same seed, data and threads give the same result"),
-      both("threads", "int", [](auto& c) -> auto& { return c.runtime.threads; }, {}, at_least(0),
-           "compute threads for the whole process; 0: all cores"),
-      both("device", "string", [](auto& c) -> auto& { return c.runtime.device; }, {"auto", "cpu", "cuda"}, {},
-           "where to compute; auto picks CUDA when built with it and a GPU is present"),
+      every_call("threads", "int", [](auto& c) -> auto& { return c.runtime.threads; }, {}, at_least(0),
+                 "compute threads for the whole process; 0: all cores (evaluate: as the process has them)"),
+      every_call("device", "string", [](auto& c) -> auto& { return c.runtime.device; }, {"auto", "cpu", "cuda"},
+                 {},
+                 "where to compute; auto picks CUDA when built with it and a GPU is present (evaluate: "
+                 "where the model is, which dash_model_set_device chooses; cpu or cuda must name that)"),
       both("time_budget_s", "number", [](auto& c) -> auto& { return common(c).time_budget_s; }, {},
            at_least(0),
            "wall-clock budget of the call in seconds (0: none); the call stops cleanly at it"),
@@ -261,20 +274,20 @@ const std::vector<OptionDef>& table() {
            "where checkpoints go at each epoch end (\"\": none)"),
       both("resume", "bool", [](auto& c) -> auto& { return common(c).resume; }, {}, {},
            "continue from the checkpoints in checkpoint_dir"),
-      both("world_size", "int", [](auto& c) -> auto& { return c.runtime.dist.world_size; }, {}, at_least(1),
-           "processes of a data-parallel run (on one machine or many); 1: this process alone"),
-      both("rank", "int", [](auto& c) -> auto& { return c.runtime.dist.rank; }, {}, at_least(0),
-           "this process's place in a data-parallel run, 0 .. world_size - 1 (rank 0 writes the files)"),
-      both("init", "string", [](auto& c) -> auto& { return c.runtime.dist.init; }, {}, {},
-           "where the ranks meet: tcp://HOST:PORT (rank 0 hosts a c10d TCPStore on PORT) or "
-           "file://PATH (a c10d FileStore on a file system every rank sees)"),
-      both("dist_backend", "string", [](auto& c) -> auto& { return c.runtime.dist.backend; },
-           {"auto", "gloo", "nccl"}, {}, "c10d process group: auto is gloo on the CPU, nccl on CUDA"),
-      both("dist_timeout_s", "number", [](auto& c) -> auto& { return c.runtime.dist.timeout_s; }, {}, above(0),
-           "the longest a rank waits for the others (to join, or in a step) before it fails"),
-      both("data_sharded", "bool", [](auto& c) -> auto& { return c.runtime.dist.data_sharded; }, {}, {},
-           "false: every rank is given the whole data and keeps a disjoint shard of train (and of "
-           "valid and test to score); true: each rank is given its own shard"),
+      every_call("world_size", "int", [](auto& c) -> auto& { return c.runtime.dist.world_size; }, {}, at_least(1),
+                 "processes of a data-parallel run (on one machine or many); 1: this process alone"),
+      every_call("rank", "int", [](auto& c) -> auto& { return c.runtime.dist.rank; }, {}, at_least(0),
+                 "this process's place in a data-parallel run, 0 .. world_size - 1 (rank 0 writes the files)"),
+      every_call("init", "string", [](auto& c) -> auto& { return c.runtime.dist.init; }, {}, {},
+                 "where the ranks meet: tcp://HOST:PORT (rank 0 hosts a c10d TCPStore on PORT) or "
+                 "file://PATH (a c10d FileStore on a file system every rank sees)"),
+      every_call("dist_backend", "string", [](auto& c) -> auto& { return c.runtime.dist.backend; },
+                 {"auto", "gloo", "nccl"}, {}, "c10d process group: auto is gloo on the CPU, nccl on CUDA"),
+      every_call("dist_timeout_s", "number", [](auto& c) -> auto& { return c.runtime.dist.timeout_s; }, {}, above(0),
+                 "the longest a rank waits for the others (to join, or in a step) before it fails"),
+      every_call("data_sharded", "bool", [](auto& c) -> auto& { return c.runtime.dist.data_sharded; }, {}, {},
+                 "false: every rank is given the whole data and keeps a disjoint shard of train and "
+                 "every world_size-th row of the splits it scores; true: each rank is given its own shard"),
       both("sync_batch_norm", "bool", [](auto& c) -> auto& { return c.runtime.dist.sync_batch_norm; }, {}, {},
            "data-parallel batch norm: true normalises with the whole global batch's statistics (a run "
            "then computes what one process does on the global batch; two messages per layer and step), "
@@ -308,14 +321,29 @@ template <>
 const std::optional<Binding<RetrainCall>>& binding<RetrainCall>(const OptionDef& d) {
   return d.retrain;
 }
+template <>
+const std::optional<Binding<EvaluateCall>>& binding<EvaluateCall>(const OptionDef& d) {
+  return d.evaluate;
+}
 
 template <class Call>
 constexpr const char* call_name() {
-  return std::is_same_v<Call, SearchCall> ? "dash_search" : "dash_retrain";
+  if constexpr (std::is_same_v<Call, SearchCall>) return "dash_search";
+  if constexpr (std::is_same_v<Call, RetrainCall>) return "dash_retrain";
+  return "dash_evaluate_with";
 }
-template <class Call>
-constexpr const char* other_call_name() {
-  return std::is_same_v<Call, SearchCall> ? "dash_retrain" : "dash_search";
+
+// The calls that take an option, for a refusal: "dash_search and dash_retrain".
+std::string calls_taking(const OptionDef& d) {
+  std::vector<std::string> names;
+  if (d.search) names.push_back(call_name<SearchCall>());
+  if (d.retrain) names.push_back(call_name<RetrainCall>());
+  if (d.evaluate) names.push_back(call_name<EvaluateCall>());
+  std::string text;
+  for (size_t i = 0; i < names.size(); ++i) {
+    text += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
+  }
+  return text;
 }
 
 json parse_object(const std::string& text) {
@@ -342,7 +370,7 @@ Call parse(const std::string& text) {
     }
     const auto& b = binding<Call>(*def);
     if (!b) {
-      throw std::invalid_argument("option '" + key + "' is used by " + other_call_name<Call>() + ", not " +
+      throw std::invalid_argument("option '" + key + "' is used by " + calls_taking(*def) + ", not " +
                                   call_name<Call>());
     }
     // null is the "not set" default of the options that override something;
@@ -360,8 +388,10 @@ Call parse(const std::string& text) {
     if (def->check) def->check(key, value);
     b->set(call, value);
   }
-  const search::CommonOptions& o = common(call);
-  if (o.resume && o.checkpoint_dir.empty()) throw std::invalid_argument("option 'resume' needs 'checkpoint_dir'");
+  if constexpr (!std::is_same_v<Call, EvaluateCall>) {
+    const search::CommonOptions& o = common(call);
+    if (o.resume && o.checkpoint_dir.empty()) throw std::invalid_argument("option 'resume' needs 'checkpoint_dir'");
+  }
   dist::validate(call.runtime.dist);
   return call;
 }
@@ -400,8 +430,11 @@ SearchCall parse_search_options(const std::string& text) {
 
 RetrainCall parse_retrain_options(const std::string& text) { return parse<RetrainCall>(text); }
 
+EvaluateCall parse_evaluate_options(const std::string& text) { return parse<EvaluateCall>(text); }
+
 json to_json(const SearchCall& options) { return all_options(options); }
 json to_json(const RetrainCall& options) { return all_options(options); }
+json to_json(const EvaluateCall& options) { return all_options(options); }
 
 json describe_options() {
   const SearchCall search_defaults;
@@ -411,6 +444,7 @@ json describe_options() {
     json used = json::array();
     if (d.search) used.push_back("search");
     if (d.retrain) used.push_back("retrain");
+    if (d.evaluate) used.push_back("evaluate");
     json def;
     if (d.search && d.retrain && d.search->get(search_defaults) != d.retrain->get(retrain_defaults)) {
       def = {{"search", d.search->get(search_defaults)}, {"retrain", d.retrain->get(retrain_defaults)}};

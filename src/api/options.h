@@ -51,15 +51,25 @@ struct RetrainCall {
   HyperparamOverrides hp;
 };
 
+// dash_evaluate_with: where it computes and, data-parallel, over which ranks.
+// threads 0 leaves the process's thread count as it is, and device "auto" is
+// wherever the model is (evaluation does not move a model), so that no
+// options compute exactly what dash_evaluate did before it took any.
+struct EvaluateCall {
+  RuntimeOptions runtime;
+};
+
 // Parses an options JSON object given as text ("" for all defaults). Unknown
-// keys, keys of the other call, wrong types, values out of range and
+// keys, keys of another call, wrong types, values out of range and
 // inconsistent combinations are std::invalid_argument naming the option.
 SearchCall parse_search_options(const std::string& text);
 RetrainCall parse_retrain_options(const std::string& text);
+EvaluateCall parse_evaluate_options(const std::string& text);
 
 // Every option of the call with its value, as the parser takes it back.
 nlohmann::json to_json(const SearchCall& options);
 nlohmann::json to_json(const RetrainCall& options);
+nlohmann::json to_json(const EvaluateCall& options);
 
 // name -> {type, default (per call where the calls differ), used_by, help,
 // choices (strings with a fixed set)}.

@@ -63,10 +63,14 @@ task::Dataset on_device(task::Dataset data, const at::Device& device) {
 
 // A data-parallel call's process group (null for world_size 1). Every rank
 // must be given the same task and options (apart from rank, threads,
-// checkpoint_dir and time_budget_s); connect() refuses the call on every rank
+// checkpoint_dir and time_budget_s), the same number of rows of the splits
+// the call `uses` when each is given the whole data, and the same `work`
+// (what else the call depends on); connect() refuses the call on every rank
 // otherwise.
 template <class Call>
-std::shared_ptr<dist::Communicator> join(const TaskData& task, const Call& options, bool cuda) {
+std::shared_ptr<dist::Communicator> join(const TaskData& task, const Call& options, bool cuda,
+                                         std::initializer_list<SplitIndex> uses = {kTrain, kValid, kTest},
+                                         const json& work = json::object()) {
   if (options.runtime.dist.world_size <= 1) return nullptr;
   json print = to_json(options);
   // (time_budget_s: what each rank has left after loading its data; rank 0's
@@ -74,9 +78,36 @@ std::shared_ptr<dist::Communicator> join(const TaskData& task, const Call& optio
   for (const char* local : {"rank", "threads", "checkpoint_dir", "time_budget_s"}) print.erase(local);
   print["task"] = task.spec.to_json();
   if (!options.runtime.dist.data_sharded) {
-    for (size_t s = 0; s < task.splits.size(); ++s) print["rows"].push_back(task.splits[s].size());
+    for (SplitIndex s : uses) print["rows"].push_back(task.splits[s].size());
   }
+  print.update(work);
   return dist::connect(options.runtime.dist, print.dump(), cuda);
+}
+
+// This rank's rows of a split that the ranks score together (valid, test, or
+// the split dash_evaluate_with scores). Given the whole data: rows r,
+// r + world_size, ... (every rank at least one; an empty split stays empty).
+// Given shards (data_sharded): the rank's own, which every rank must have
+// when any has.
+task::Split scored_rows(const task::Split& s, const char* name, const dist::DistOptions& o,
+                        dist::Communicator& comm) {
+  const int64_t world = comm.world_size(), rank = comm.rank();
+  if (!o.data_sharded) {
+    if (s.empty()) return s;
+    if (s.size() < world) {
+      throw std::invalid_argument(std::string("the ") + name + " split has " + std::to_string(s.size()) +
+                                  " rows, fewer than world_size (" + std::to_string(world) +
+                                  "): every rank scores at least one");
+    }
+    const at::Tensor rows = torch::arange(rank, s.size(), world, torch::kLong);
+    return {s.x.index_select(0, rows.to(s.x.device())), s.y.index_select(0, rows.to(s.y.device()))};
+  }
+  const int64_t fewest = comm.min_all(s.size()), most = -comm.min_all(-s.size());
+  if (most > 0 && fewest == 0) {
+    throw std::invalid_argument(std::string("data_sharded: a rank was given no rows of the ") + name +
+                                " split, which the others have");
+  }
+  return s;
 }
 
 // This rank's part of a data-parallel call's data, all ranks holding the
@@ -101,26 +132,13 @@ task::Dataset shard(task::Dataset d, const dist::DistOptions& o, dist::Communica
     const at::Tensor idx = torch::randperm(given, gen, torch::kLong).narrow(0, rank * per, per);
     d.train = {d.train.x.index_select(0, idx.to(d.train.x.device())),
                d.train.y.index_select(0, idx.to(d.train.y.device()))};
-    for (task::Split* s : {&d.valid, &d.test}) {
-      if (s->empty()) continue;
-      if (s->size() < world) {
-        throw std::invalid_argument("a split has " + std::to_string(s->size()) + " rows, fewer than world_size (" +
-                                    std::to_string(world) + "): every rank scores at least one");
-      }
-      const at::Tensor rows = torch::arange(rank, s->size(), world, torch::kLong);
-      *s = {s->x.index_select(0, rows.to(s->x.device())), s->y.index_select(0, rows.to(s->y.device()))};
-    }
   } else {
     const int64_t per = comm.min_all(given);
     if (per < 1) throw std::invalid_argument("data_sharded: a rank was given no train rows");
     d.train = {d.train.x.narrow(0, 0, per), d.train.y.narrow(0, 0, per)};
-    for (task::Split* s : {&d.valid, &d.test}) {
-      const int64_t fewest = comm.min_all(s->size()), most = -comm.min_all(-s->size());
-      if (most > 0 && fewest == 0) {
-        throw std::invalid_argument("data_sharded: a rank was given no rows of a split the others have");
-      }
-    }
   }
+  d.valid = scored_rows(d.valid, "valid", o, comm);
+  d.test = scored_rows(d.test, "test", o, comm);
   (*report)["distributed"] = {{"world_size", world},
                               {"rank", rank},
                               {"backend", "gloo"},
@@ -319,7 +337,10 @@ std::unique_ptr<model::TrainedModel> retrain(const TaskData& task, const ArchCho
                                    [&] { return retrain_call(task, arch, options, progress); });
 }
 
-json evaluate(const model::TrainedModel& model, const TaskData& task, SplitIndex split) {
+namespace {
+
+json evaluate_call(const model::TrainedModel& model, const TaskData& task, SplitIndex split,
+                   const EvaluateCall& options) {
   const task::TaskSpec& m = model.spec();
   const task::TaskSpec& t = task.spec;
   if (m.kind != t.kind || m.input_shape != t.input_shape || m.num_outputs != t.num_outputs) {
@@ -328,17 +349,42 @@ json evaluate(const model::TrainedModel& model, const TaskData& task, SplitIndex
                                 " outputs, but the task is " + task::to_string(t.kind) + " with input " +
                                 shape_text(t.input_shape) + " and " + std::to_string(t.num_outputs));
   }
-  const auto& data = task.splits[split];
+  const RuntimeOptions& o = options.runtime;
+  // The model computes where dash_model_set_device put it; an evaluation
+  // that moved it would hold back every other call on the model meanwhile.
+  if (o.device != "auto" && device_named(o.device).type() != model.device().type()) {
+    throw std::invalid_argument("option 'device' is \"" + o.device + "\" but the model is on " +
+                                model.device().str() + ": dash_model_set_device moves it");
+  }
+  if (o.threads > 0) torch::set_num_threads(o.threads);
+  const json work = {{"split", split_name(split)}, {"architecture", model.architecture().to_json()}};
+  const auto comm = join(task, options, model.device().is_cuda(), {split}, work);
+  task::Split data = task.splits[split];
+  if (comm) data = scored_rows(data, split_name(split), o.dist, *comm);
   if (data.empty()) {
     throw std::invalid_argument(std::string("the ") + split_name(split) + " split is empty: set its data first");
   }
-  const auto ev = model.evaluate(data);
-  return {{"split", split_name(split)},
-          {"samples", data.size()},
-          {"loss", ev.loss},
-          {"metric_name", task::to_string(m.metric)},
-          {"metric", std::isfinite(ev.metric) ? json(ev.metric) : json(nullptr)},
-          {"higher_is_better", task::higher_is_better(m.metric)}};
+  const auto ev = model.evaluate(data, comm.get());
+  json report = {{"split", split_name(split)},
+                 {"samples", ev.samples},
+                 {"loss", ev.loss},
+                 {"metric_name", task::to_string(m.metric)},
+                 {"metric", std::isfinite(ev.metric) ? json(ev.metric) : json(nullptr)},
+                 {"higher_is_better", task::higher_is_better(m.metric)}};
+  if (comm) {
+    report["distributed"] = {{"world_size", comm->world_size()},
+                             {"rank", comm->rank()},
+                             {"backend", "gloo"},
+                             {"data_sharded", o.dist.data_sharded}};
+  }
+  return report;
+}
+
+}  // namespace
+
+json evaluate(const model::TrainedModel& model, const TaskData& task, SplitIndex split,
+              const EvaluateCall& options) {
+  return dropping_group_on_failure(options.runtime.dist, [&] { return evaluate_call(model, task, split, options); });
 }
 
 void infer(const model::TrainedModel& model, const float* x, int64_t n, float* out, int64_t out_len) {

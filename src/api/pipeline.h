@@ -78,8 +78,13 @@ std::unique_ptr<model::TrainedModel> retrain(const TaskData& task, const ArchCho
 
 // Loss and metric of `model` on one split of `task`, which must have the
 // model's input and outputs: {split, samples, loss, metric_name, metric,
-// higher_is_better}.
-nlohmann::json evaluate(const model::TrainedModel& model, const TaskData& task, SplitIndex split);
+// higher_is_better}, computed where the model is. Data-parallel
+// (world_size > 1), every rank scores its rows of the split (rows r,
+// r + world_size, ... of the whole split, or its own with data_sharded) and
+// returns the same report over all ranks' rows, with a "distributed" entry
+// {world_size, rank, backend, data_sharded}.
+nlohmann::json evaluate(const model::TrainedModel& model, const TaskData& task, SplitIndex split,
+                        const EvaluateCall& options = {});
 
 // Predictions for n raw samples at x into out (out_len == n x output_size()).
 void infer(const model::TrainedModel& model, const float* x, int64_t n, float* out, int64_t out_len);

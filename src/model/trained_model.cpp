@@ -91,10 +91,10 @@ at::Tensor TrainedModel::infer(const at::Tensor& x, int64_t batch) const {
   return out;
 }
 
-train::Evaluation TrainedModel::evaluate(const task::Split& split) const {
+train::Evaluation TrainedModel::evaluate(const task::Split& split, dist::Communicator* comm) const {
   task::Split normalised{normalizer_.apply(split.x.to(device_)), split.y.to(device_)};
   nn::Backbone net = net_;  // in eval mode: evaluate() only reads it
-  return train::evaluate(net, spec_, normalised, 256);
+  return train::evaluate(net, spec_, normalised, 256, 0, comm);
 }
 
 json TrainedModel::metadata() const {

@@ -37,6 +37,8 @@ class TrainedModel {
   // Moves the weights to where infer() and evaluate() compute (the CPU after
   // loading); must not run while another thread uses the model.
   void to(const at::Device& device);
+  // Where the weights are.
+  const at::Device& device() const { return device_; }
 
   // x: raw float32 [n, input_shape...] (not normalised). Returns float32
   // [n, num_outputs] or, dense, [n, num_outputs, spatial...], on the CPU
@@ -45,8 +47,10 @@ class TrainedModel {
   // call from several threads at once: it changes nothing in the model.
   at::Tensor infer(const at::Tensor& x, int64_t batch = 256) const;
 
-  // Loss and metric on a raw (not normalised) checked split.
-  train::Evaluation evaluate(const task::Split& split) const;
+  // Loss and metric on a raw (not normalised) checked split. With `comm`
+  // (a data-parallel run) the split is this rank's rows, and every rank gets
+  // the result over all ranks' rows (train::evaluate).
+  train::Evaluation evaluate(const task::Split& split, dist::Communicator* comm = nullptr) const;
 
   // Task, backbone, architecture, hyperparameters, normaliser, training
   // report and the library version that wrote it.

@@ -183,4 +183,200 @@ TEST(Distributed, TwoThreadsSearchAndRetrainTogether) {
   EXPECT_EQ(outputs[0], outputs[1]);
 }
 
+// --- dash_evaluate_with over ranks ----------------------------------------------
+
+const char* const kAurocSpec =
+    R"({"kind": "classification", "input_shape": [1, 32], "num_classes": 2, "metric": "macro_auroc"})";
+
+// A model of `spec` trained for a few steps in this process alone (the plain
+// backbone: no search needed to have something to score).
+dash_model* small_model(const char* spec) {
+  dash_task* task = nullptr;
+  EXPECT_EQ(dash_task_create(spec, &task), DASH_OK) << dash_last_error();
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  make_clips(96, 1, &x, &y);
+  EXPECT_EQ(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data(), y.data(), 96), DASH_OK) << dash_last_error();
+  dash_arch* arch = nullptr;
+  dash_model* model = nullptr;
+  EXPECT_EQ(dash_arch_plain(task, &arch), DASH_OK) << dash_last_error();
+  EXPECT_EQ(dash_retrain(task, arch, R"({"epochs": 2, "threads": 1, "batch_size": 16})", nullptr, nullptr, &model),
+            DASH_OK)
+      << dash_last_error();
+  dash_arch_free(arch);
+  dash_task_free(task);
+  return model;
+}
+
+// A task of `spec` whose test split holds rows [from, to) of 41 clips that
+// no model here trained on, every fifth label flipped: no model scores them
+// perfectly, so the AUROC of all rows is not the mean of its parts'.
+dash_task* test_rows(const char* spec, int64_t from, int64_t to) {
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  make_clips(41, 7, &x, &y);
+  for (size_t i = 0; i < y.size(); i += 5) y[i] = 1 - y[i];
+  dash_task* task = nullptr;
+  EXPECT_EQ(dash_task_create(spec, &task), DASH_OK) << dash_last_error();
+  EXPECT_EQ(dash_task_set_data(task, DASH_SPLIT_TEST, x.data() + from * kLen, y.data() + from, to - from), DASH_OK)
+      << dash_last_error();
+  return task;
+}
+
+struct RankResult {
+  dash_status status = DASH_INTERNAL;
+  std::string text;  // the report, or the message
+  double seconds = 0;
+};
+
+// dash_evaluate_with of test on one thread per task, rank r scoring tasks[r]
+// with the data-parallel options plus `extra` (a ", key: value" tail).
+std::vector<RankResult> evaluate_on_ranks(const dash_model* model, const std::vector<const dash_task*>& tasks,
+                                          const std::string& extra) {
+  const int port = dash_test::free_loopback_port();
+  const int world = static_cast<int>(tasks.size());
+  std::vector<RankResult> results(tasks.size());
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < world; ++r) {
+    ranks.emplace_back([&, r] {
+      const std::string options = R"({"world_size": )" + std::to_string(world) + R"(, "rank": )" +
+                                  std::to_string(r) + R"(, "init": "tcp://127.0.0.1:)" + std::to_string(port) +
+                                  R"(", "threads": 1)" + extra + "}";
+      RankResult& out = results[static_cast<size_t>(r)];
+      const auto t0 = std::chrono::steady_clock::now();
+      char* report = nullptr;
+      out.status = dash_evaluate_with(model, tasks[static_cast<size_t>(r)], DASH_SPLIT_TEST, options.c_str(), &report);
+      out.text = out.status == DASH_OK ? take(report) : std::string(dash_last_error());
+      out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    });
+  }
+  for (auto& t : ranks) t.join();
+  return results;
+}
+
+// The ranks' reports agree with each other exactly (apart from the rank
+// each names), say how they ran, and score what one process scores alone
+// over the whole split.
+void expect_scored_as_one(const std::vector<RankResult>& ranks, const json& alone, bool sharded) {
+  ASSERT_EQ(ranks.size(), 2u);
+  for (const auto& r : ranks) ASSERT_EQ(r.status, DASH_OK) << r.text;
+  json r0 = json::parse(ranks[0].text), r1 = json::parse(ranks[1].text);
+  EXPECT_EQ(r0["distributed"], (json{{"world_size", 2}, {"rank", 0}, {"backend", "gloo"}, {"data_sharded", sharded}}));
+  EXPECT_EQ(r1["distributed"]["rank"], 1);
+  r1["distributed"]["rank"] = 0;
+  EXPECT_EQ(r0, r1);  // the same numbers, to the bit, on both ranks
+  EXPECT_EQ(r0["samples"], alone["samples"]);
+  EXPECT_EQ(r0["split"], alone["split"]);
+  EXPECT_EQ(r0["metric_name"], alone["metric_name"]);
+  EXPECT_NEAR(r0["metric"].get<double>(), alone["metric"].get<double>(), 1e-6) << r0 << "\n" << alone;
+  EXPECT_NEAR(r0["loss"].get<double>(), alone["loss"].get<double>(), 1e-5 * std::abs(alone["loss"].get<double>()))
+      << r0 << "\n" << alone;
+}
+
+// Two ranks given the whole split, each scoring every other row (41 rows:
+// 21 and 20), report what one process scores over all of it. The metric is
+// macro AUROC, which ranks every row against every other: the ranks must
+// score their rows together, not average their own AUROCs.
+TEST(Distributed, TwoRanksEvaluateTheWholeSplitAsOneProcess) {
+  SKIP_WITHOUT_GLOO();
+  dash_model* model = small_model(kAurocSpec);
+  ASSERT_NE(model, nullptr);
+  dash_task* whole = test_rows(kAurocSpec, 0, 41);
+  char* text = nullptr;
+  ASSERT_OK(dash_evaluate(model, whole, DASH_SPLIT_TEST, &text));
+  const json alone = json::parse(take(text));
+  ASSERT_EQ(alone["samples"], 41);
+  ASSERT_EQ(alone["metric_name"], "macro_auroc");
+  expect_scored_as_one(evaluate_on_ranks(model, {whole, whole}, ""), alone, false);
+  dash_task_free(whole);
+  dash_model_free(model);
+}
+
+// data_sharded: each rank is given its own rows (21 and 20) as its own task.
+TEST(Distributed, TwoRanksEvaluateTheirOwnRowsAsOneProcess) {
+  SKIP_WITHOUT_GLOO();
+  dash_model* model = small_model(kAurocSpec);
+  ASSERT_NE(model, nullptr);
+  dash_task* whole = test_rows(kAurocSpec, 0, 41);
+  dash_task* first = test_rows(kAurocSpec, 0, 21);
+  dash_task* second = test_rows(kAurocSpec, 21, 41);
+  auto metric_of = [&](const dash_task* t) {
+    char* text = nullptr;
+    EXPECT_EQ(dash_evaluate(model, t, DASH_SPLIT_TEST, &text), DASH_OK) << dash_last_error();
+    return json::parse(take(text));
+  };
+  const json alone = metric_of(whole);
+  // (What averaging each rank's own AUROC would give is another number.)
+  EXPECT_GT(std::abs((metric_of(first)["metric"].get<double>() + metric_of(second)["metric"].get<double>()) / 2 -
+                     alone["metric"].get<double>()),
+            1e-4);
+  expect_scored_as_one(evaluate_on_ranks(model, {first, second}, R"(, "data_sharded": true)"), alone, true);
+  for (dash_task* t : {whole, first, second}) dash_task_free(t);
+  dash_model_free(model);
+}
+
+// A rank that never comes: the other returns DASH_IO_ERROR naming it within
+// dist_timeout_s; ranks given different splits (each its own, without
+// data_sharded) are both refused, saying why.
+TEST(Distributed, AnEvaluationWithoutItsOtherRankOrItsRowsFails) {
+  SKIP_WITHOUT_GLOO();
+  dash_model* model = small_model(kSpec);
+  ASSERT_NE(model, nullptr);
+  dash_task* first = test_rows(kSpec, 0, 21);
+  dash_task* second = test_rows(kSpec, 21, 41);
+  char* report = nullptr;
+  const std::string alone = R"({"world_size": 2, "rank": 0, "init": "tcp://127.0.0.1:)" +
+                            std::to_string(dash_test::free_loopback_port()) + R"(", "dist_timeout_s": 2})";
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_STATUS(dash_evaluate_with(model, first, DASH_SPLIT_TEST, alone.c_str(), &report), DASH_IO_ERROR,
+                "rank 1 did not join");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20.0);
+  EXPECT_EQ(report, nullptr);
+  for (const auto& r : evaluate_on_ranks(model, {first, second}, "")) {
+    EXPECT_EQ(r.status, DASH_INVALID_ARGUMENT) << r.text;
+    EXPECT_NE(r.text.find("another task or other options"), std::string::npos) << r.text;
+  }
+  dash_task_free(first);
+  dash_task_free(second);
+  dash_model_free(model);
+}
+
+// Options of search or retrain are refused by name, the report left untouched.
+TEST(Distributed, EvaluateRefusesOptionsOfOtherCalls) {
+  dash_model* model = small_model(kSpec);
+  ASSERT_NE(model, nullptr);
+  dash_task* task = test_rows(kSpec, 0, 41);
+  char* report = nullptr;
+  EXPECT_STATUS(dash_evaluate_with(model, task, DASH_SPLIT_TEST, R"({"hpo_share": 0.3})", &report),
+                DASH_INVALID_ARGUMENT, "option 'hpo_share' is used by dash_search, not dash_evaluate_with");
+  EXPECT_STATUS(dash_evaluate_with(model, task, DASH_SPLIT_TEST, R"({"seed": 1})", &report), DASH_INVALID_ARGUMENT,
+                "option 'seed' is used by dash_search and dash_retrain, not dash_evaluate_with");
+  EXPECT_STATUS(dash_evaluate_with(model, task, DASH_SPLIT_TEST, R"({"world_size": 0})", &report),
+                DASH_INVALID_ARGUMENT, "'world_size' must be >= 1");
+  // A model on the CPU is not scored on CUDA: unsupported in a build without
+  // it, refused where a GPU is.
+  const dash_status cuda = dash_evaluate_with(model, task, DASH_SPLIT_TEST, R"({"device": "cuda"})", &report);
+  EXPECT_TRUE(cuda == DASH_UNSUPPORTED || cuda == DASH_INVALID_ARGUMENT) << dash_status_name(cuda);
+  EXPECT_NE(last_error().find("cuda"), std::string::npos) << last_error();
+  EXPECT_EQ(report, nullptr);
+  dash_task_free(task);
+  dash_model_free(model);
+}
+
+// No options (NULL, "" or "{}") and one process's own options are dash_evaluate.
+TEST(Distributed, EvaluateWithoutOptionsIsDashEvaluate) {
+  dash_model* model = small_model(kSpec);
+  ASSERT_NE(model, nullptr);
+  dash_task* task = test_rows(kSpec, 0, 41);
+  char* text = nullptr;
+  ASSERT_OK(dash_evaluate(model, task, DASH_SPLIT_TEST, &text));
+  const std::string plain = take(text);
+  for (const char* options : {static_cast<const char*>(nullptr), "", "{}", R"({"world_size": 1, "device": "cpu"})"}) {
+    ASSERT_OK(dash_evaluate_with(model, task, DASH_SPLIT_TEST, options, &text));
+    EXPECT_EQ(take(text), plain) << (options ? options : "NULL");
+  }
+  dash_task_free(task);
+  dash_model_free(model);
+}
+
 }  // namespace

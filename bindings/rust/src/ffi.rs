@@ -152,4 +152,13 @@ extern "C" {
         path: *const c_char,
         options_json: *const c_char,
     ) -> dash_status;
+
+    // Added within ABI version 2: evaluate with options.
+    pub fn dash_evaluate_with(
+        model: *const dash_model,
+        task: *const dash_task,
+        split: dash_split,
+        options_json: *const c_char,
+        report_json: *mut *mut c_char,
+    ) -> dash_status;
 }

@@ -900,6 +900,27 @@ impl Model {
         Ok(unsafe { take_string(out) })
     }
 
+    /// As [`Model::evaluate`], with options (`dash_evaluate_with`): "" or
+    /// "{}" is `evaluate`; `threads`, `device` and the data-parallel ones
+    /// (`world_size`, `rank`, `init`, `dist_backend`, `dist_timeout_s`,
+    /// `data_sharded`) score the split over the ranks of a data-parallel run,
+    /// every rank getting the same report (with a `"distributed"` entry). An
+    /// option of search or retrain is an `InvalidArgument` error naming it.
+    pub fn evaluate_with(&self, task: &Task, split: Split, options_json: &str) -> Result<String> {
+        let options = c_string(options_json, "the options")?;
+        let mut out: *mut c_char = ptr::null_mut();
+        check(unsafe {
+            ffi::dash_evaluate_with(
+                self.raw,
+                task.raw(),
+                split.raw(),
+                options.as_ptr(),
+                &mut out,
+            )
+        })?;
+        Ok(unsafe { take_string(out) })
+    }
+
     /// Task spec, architecture, hyperparameters, normaliser, training report
     /// and library version of the model, as JSON.
     pub fn info(&self) -> Result<String> {

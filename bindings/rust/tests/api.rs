@@ -427,6 +427,18 @@ fn search_retrain_infer_save_load_and_threads() {
         report
     );
 
+    // evaluate_with without options is evaluate; a search option is refused by name.
+    let plain = model.evaluate(&task, Split::Test).unwrap();
+    for options in ["", "{}"] {
+        let with = model.evaluate_with(&task, Split::Test, options).unwrap();
+        assert_eq!(with, plain, "options {:?}", options);
+    }
+    let err = model
+        .evaluate_with(&task, Split::Test, r#"{"hpo_share":0.3}"#)
+        .unwrap_err();
+    assert_eq!(err.status(), Status::InvalidArgument);
+    assert!(err.message().contains("hpo_share"), "{}", err);
+
     let err = model.infer(&x[..40], 1).unwrap_err();
     assert_eq!(err.status(), Status::InvalidArgument);
 
