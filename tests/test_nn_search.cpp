@@ -699,6 +699,33 @@ TEST(Training, WarmupKeepsTheLogitsAndTheStoppingRuleEndsTheSearch) {
   double top = 0;
   for (const auto& v : p0) top = std::max(top, v.get<double>());
   EXPECT_EQ(top, 1.0);
+  // A margin no layer can reach: none is frozen, not even as a straggler
+  // (that needs three quarters of the layers frozen first), and the search
+  // runs its epochs.
+  so.margin = 2.0;
+  auto tied = dash::search::run_search(spec, data, so, nullptr);
+  EXPECT_FALSE(tied.report["search"]["stopped_early"].get<bool>());
+  EXPECT_EQ(tied.report["search"]["steps_done"].get<int64_t>(), 160);
+  for (const auto& at : tied.report["search"]["frozen_at_step"]) EXPECT_EQ(at.get<int64_t>(), -1);
+  EXPECT_TRUE(tied.report["search"]["frozen_short_of_margin"].empty());
+}
+
+TEST(Training, AStragglerIsFrozenShortOfTheMarginOnlyNearTheSearchsEnd) {
+  using dash::search::kStragglerHolds;
+  using dash::search::layer_settles;
+  const int64_t patience = 10;
+  const double margin = 0.05;
+  // The margin rule, however many layers are frozen.
+  EXPECT_TRUE(layer_settles(patience, margin, 0, 13, patience, margin));
+  EXPECT_FALSE(layer_settles(patience - 1, 0.9, 12, 13, patience, margin));
+  EXPECT_FALSE(layer_settles(patience, margin - 0.01, 0, 13, patience, margin));
+  // A near-tie held kStragglerHolds x patience steps: frozen once at least
+  // three quarters of the layers are (10 of 13, 3 of 4), not before (9 of 13).
+  const int64_t long_hold = kStragglerHolds * patience;
+  EXPECT_FALSE(layer_settles(long_hold, 0.01, 9, 13, patience, margin));
+  EXPECT_TRUE(layer_settles(long_hold, 0.01, 10, 13, patience, margin));
+  EXPECT_TRUE(layer_settles(long_hold, 0.0, 3, 4, patience, margin));
+  EXPECT_FALSE(layer_settles(long_hold - 1, 0.01, 12, 13, patience, margin));
 }
 
 TEST(Training, TheChosenNetworkRespectsTheCostLimit) {

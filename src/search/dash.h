@@ -87,8 +87,9 @@ struct SearchOptions : CommonOptions {
 
   // The stopping rule: weight-only steps first, then a layer is frozen at its
   // argmax once that has not changed for `patience` steps and leads the
-  // runner-up by `margin` in probability; candidates below `prune_below`
-  // leave the mixture. The search ends when every layer is frozen.
+  // runner-up by `margin` in probability (or, a straggler, for
+  // kStragglerHolds x patience steps: layer_settles); candidates below
+  // `prune_below` leave the mixture. The search ends when every layer is frozen.
   int64_t warmup_steps = 10;
   int64_t patience = 10;
   double margin = 0.05;
@@ -175,6 +176,15 @@ struct RetrainOutcome {
 // whose steps fit `steps` of them in budget_s; 0 where none does.
 inline constexpr int64_t kMinSearchBatch = 8;
 int64_t search_batch_for(double budget_s, double step_s, int64_t batch, int64_t steps);
+
+// The stopping rule for one layer not yet frozen, after a step: its argmax
+// has held for `held` steps and leads the runner-up by `lead`; `frozen` of the
+// network's `layers` are frozen already. True: freeze it at its argmax.
+// Settled: held >= patience and lead >= margin. A straggler, once at least
+// three quarters of the layers are frozen: held >= kStragglerHolds x patience,
+// whatever its lead (dash.cpp says why).
+inline constexpr int64_t kStragglerHolds = 3;
+bool layer_settles(int64_t held, double lead, size_t frozen, size_t layers, int64_t patience, double margin);
 
 // The largest m x 10^e not above n, m in {1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8}
 // (at least 1). Timed trials' lengths in steps are rounded down to this
