@@ -420,6 +420,7 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
 
 struct Trial {
   double valid = std::nan("");
+  double eval_s_per_row = 0;  // its validation's seconds per row
   nlohmann::json json;
   nn::Backbone net{nullptr};
 };
@@ -449,26 +450,42 @@ int folds_for(const task::Split& valid, dist::Communicator* comm) {
   return static_cast<int>(comm != nullptr ? comm->min_all(folds) : folds);
 }
 
-// Whether the time for a look at the folds is spent (rank 0's clock decides).
-bool spent(Clock::time_point t0, double max_seconds, dist::Communicator* comm) {
-  const bool local = max_seconds > 0 && seconds_since(t0) >= max_seconds;
+// Whether the next fold of a look at valid would end inside `max_seconds`
+// (none: any fold fits), the fold's time predicted as a quarter more than
+// the folds so far took on average, or, before the first, than `fold_s`
+// (from the trials' own validation; 0: unknown, the first fold starts).
+// Rank 0's clock decides for all ranks.
+bool fold_fits(Clock::time_point t0, int done, double fold_s, double max_seconds, dist::Communicator* comm) {
+  const double elapsed = seconds_since(t0);
+  const double next = done > 0 ? elapsed / done : fold_s;
+  const bool local = !(max_seconds > 0) || elapsed + 1.25 * next < max_seconds;
   return comm != nullptr ? comm->from_root(static_cast<int64_t>(local)) != 0 : local;
 }
 
-// With max_seconds > 0 no fold starts once that time is spent, so a test
-// without the time for two folds has no verdict (the first does not win).
-// (Two folds at least, whatever the time, overran a 6 s search call by 7 s
-// under AddressSanitizer with 400-sample folds.)
+// A look at valid that cannot score two folds in its time has no verdict
+// (one fold has no spread), so it scores none: with max_seconds > 0 no fold
+// starts that would not end in time, and none at all when two would not.
+// (Every fold that started did: one 400-row fold of two networks took 4.7 s
+// under AddressSanitizer on a loaded machine, with 1.1 s left of a 6 s
+// search call, and gave no verdict.) `s_per_row`: the seconds to score one
+// row with all the networks a fold scores, as their trials measured it.
+bool two_folds_fit(const task::Split& valid, int folds, double s_per_row, double max_seconds,
+                   dist::Communicator* comm) {
+  const double two = 2.0 * s_per_row * static_cast<double>(valid.size()) / std::max(1, folds);
+  const bool local = !(max_seconds > 0) || 1.25 * two < max_seconds;
+  return comm != nullptr ? comm->from_root(static_cast<int64_t>(local)) != 0 : local;
+}
+
 // The first wins when its mean advantage exceeds `stderrs` standard errors.
 PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& first,
-                       nn::Backbone& second, int64_t batch_size, double max_seconds, dist::Communicator* comm,
-                       double stderrs = 1.0) {
+                       nn::Backbone& second, int64_t batch_size, double max_seconds, double s_per_row,
+                       dist::Communicator* comm, double stderrs = 1.0) {
   const auto t0 = Clock::now();
   const int folds = folds_for(valid, comm);
-  if (folds < 2) return {};
+  if (folds < 2 || !two_folds_fit(valid, folds, s_per_row, max_seconds, comm)) return {};
+  const double fold_s = s_per_row * static_cast<double>(valid.size()) / folds;
   std::vector<double> a, b;
-  for (int f = 0; f < folds; ++f) {
-    if (spent(t0, max_seconds, comm)) break;
+  for (int f = 0; f < folds && fold_fits(t0, f, fold_s, max_seconds, comm); ++f) {
     const task::Split part = fold_of(valid, f, folds);
     a.push_back(train::evaluate(first, spec, part, batch_size, 0, comm).metric);
     b.push_back(train::evaluate(second, spec, part, batch_size, 0, comm).metric);
@@ -477,14 +494,17 @@ PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn:
 }
 
 // `net`'s score on the folds of valid, in order (none when valid has fewer
-// than 2 rows); with max_seconds > 0 no fold starts once that time is spent.
+// than 2 rows, or max_seconds > 0 has no time for two); with max_seconds > 0
+// no fold starts that would not end in time.
 std::vector<double> fold_scores(const task::TaskSpec& spec, const task::Split& valid, nn::Backbone& net,
-                                int64_t batch_size, double max_seconds, dist::Communicator* comm) {
+                                int64_t batch_size, double max_seconds, double s_per_row,
+                                dist::Communicator* comm) {
   const auto t0 = Clock::now();
   const int folds = folds_for(valid, comm);
   std::vector<double> scores;
-  for (int f = 0; folds >= 2 && f < folds; ++f) {
-    if (spent(t0, max_seconds, comm)) break;
+  if (folds < 2 || !two_folds_fit(valid, folds, s_per_row, max_seconds, comm)) return scores;
+  const double fold_s = s_per_row * static_cast<double>(valid.size()) / folds;
+  for (int f = 0; f < folds && fold_fits(t0, f, fold_s, max_seconds, comm); ++f) {
     scores.push_back(train::evaluate(net, spec, fold_of(valid, f, folds), batch_size, 0, comm).metric);
   }
   return scores;
@@ -542,6 +562,7 @@ Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const Sea
   Trial t;
   t.net = net;
   t.valid = tr.best_valid;
+  t.eval_s_per_row = tr.eval_s_per_row;
   t.json = {{"network", what},
             {"hp", hp.to_json()},
             {"valid_metric", number_or_null(tr.best_valid)},
@@ -841,17 +862,21 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
       // Each halfway look may take a tenth of the trial's time (the folds
       // it has no time for are left out of both sides).
       const double look_s = timed ? 0.1 * seconds : 0;
+      // (A row's score, before a look has timed one: a third of a training
+      // step's time per sample, the forward alone.)
+      const double row_s = timed ? backbone_step_s / (3.0 * static_cast<double>(o.batch_size)) : 0;
       Trial backbone = run_trial(spec, data, o, retrain_like, plain, grid[0], seconds,
                                  steps_for(seconds, 1.0), "backbone", progress,
                                  [&](nn::Backbone& net) {
-                                   backbone_mid = fold_scores(spec, data.valid, net, o.batch_size, look_s, comm);
+                                   backbone_mid = fold_scores(spec, data.valid, net, o.batch_size, look_s, row_s, comm);
                                    return false;
                                  });
       nlohmann::json midpoint;
       Trial searched = run_trial(
           spec, data, o, retrain_like, outcome.architecture, grid[0], seconds, steps_for(seconds, searched_ratio),
           "searched", progress, [&](nn::Backbone& net) {
-            const std::vector<double> own = fold_scores(spec, data.valid, net, o.batch_size, look_s, comm);
+            const std::vector<double> own =
+                fold_scores(spec, data.valid, net, o.batch_size, look_s, searched_ratio * row_s, comm);
             if (std::min(own.size(), backbone_mid.size()) < 2) return false;  // no time for a look: no stop
             const PairedTest mid = paired(own, backbone_mid, sign, o.guard_stderrs);
             const bool stop = !(mid.advantage > o.guard_stderrs * mid.stderr_);
@@ -872,8 +897,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
                       "the plain backbone is kept";
       } else {
         const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
-        test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size, test_left, comm,
-                           o.guard_stderrs);
+        test = paired_test(spec, data.valid, searched.net, backbone.net, o.batch_size, test_left,
+                           searched.eval_s_per_row + backbone.eval_s_per_row, comm, o.guard_stderrs);
         verdict = guard_verdict(test.advantage, test.stderr_, backbone.valid, spec.metric, o.guard_stderrs,
                                 o.guard_min_gain);
       }
@@ -902,7 +927,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
         trials.push_back(searched2.json);
         const double left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
         const PairedTest test2 =
-            paired_test(spec, data.valid, searched2.net, backbone2.net, o.batch_size, left, comm, o.guard_stderrs);
+            paired_test(spec, data.valid, searched2.net, backbone2.net, o.batch_size, left,
+                        searched2.eval_s_per_row + backbone2.eval_s_per_row, comm, o.guard_stderrs);
         const GuardVerdict verdict2 = guard_verdict(test2.advantage, test2.stderr_, backbone2.valid, spec.metric,
                                                     o.guard_stderrs, o.guard_min_gain);
         second_look = {{"advantage", test2.advantage},
@@ -966,7 +992,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
       const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
       const bool wins = best_index < 0 ? true
                                        : paired_test(spec, data.valid, t.net, best.net, o.batch_size,
-                                                     test_left, comm)
+                                                     test_left, t.eval_s_per_row + best.eval_s_per_row, comm)
                                              .first_wins;
       if (wins) {
         best = t;

@@ -768,6 +768,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   result.epochs_done = s.epochs_done;
   result.steps_done = s.global_step;
   result.seconds = seconds_since(t0);
+  result.eval_s_per_row = eval_s_per_sample;
   if (result.budget_hit && s.global_step < kProbeSteps) warn_if_few_steps(result.seconds, s.global_step);
   return result;
 }

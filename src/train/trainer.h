@@ -122,6 +122,9 @@ struct StageResult {
   int64_t epochs_done = 0;
   int64_t steps_done = 0;
   double seconds = 0;
+  // Seconds to score one row of valid, as the last validation pass took it
+  // (before any: a third of a training step's time per sample; 0: no step).
+  double eval_s_per_row = 0;
   bool budget_hit = false;
   bool stopped_early = false;   // after_step asked to end the stage
   std::string warning;          // e.g. the budget affords too few steps to train
