@@ -4,12 +4,16 @@
 // supernet, K={3,5,7,9} x D={1,3,7,15}) with 1 rank and with N ranks (each a
 // process, 1 thread, meeting on loopback through c10d's Gloo).
 //
-//   dashnas_bench_dist [--ranks N] [--steps S]
+//   dashnas_bench_dist [--ranks N] [--steps S] [--repeats R] [--stage retrain|search]
 //
-// One JSON line per (stage, ranks): steps per second of each rank, samples
-// per second of the whole run, the speed-up over one rank, the share of a
-// step spent averaging gradients, and the bytes each rank sends into one
-// all-reduce (the gradients' size).
+// One JSON line per (repeat, stage, ranks): steps per second of each rank,
+// samples per second of the whole run, the speed-up over the one-rank run
+// of the same repeat, the share of a step spent averaging gradients, and the
+// bytes each rank sends into one all-reduce (the gradients' size). Then one
+// line per stage: the median speed-up over the repeats, with the smallest
+// and the largest. Each repeat runs one rank and then N ranks, so the two
+// runs of a ratio are minutes, not a whole benchmark, apart: on a shared
+// VM single 40-step runs gave 1.31x and 2.03x for the same retrain.
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,11 +23,13 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "dist/communicator.h"
 #include "support/free_port.h"
@@ -43,7 +49,7 @@ dash::task::Dataset fashion_mnist() {
 
 // One rank: `steps` steps of each stage; prints "stage seconds steps
 // allreduce_seconds bytes" lines to `out`.
-int run_rank(int rank, int world, int port, int64_t steps, const std::string& out) {
+int run_rank(int rank, int world, int port, int64_t steps, const std::string& only, const std::string& out) {
   torch::set_num_threads(1);
   const auto spec = dash::task::TaskSpec::from_json(
       {{"kind", "classification"}, {"input_shape", {1, 28, 28}}, {"num_classes", 10}});
@@ -61,6 +67,7 @@ int run_rank(int rank, int world, int port, int64_t steps, const std::string& ou
   std::ofstream lines(out);
   const auto bspec = dash::nn::backbone_for(spec, 16, 1, 0.0);
   for (const std::string stage : {"retrain", "search"}) {
+    if (!only.empty() && stage != only) continue;
     dash::nn::LayerSetup setup;
     if (stage == "search") {
       setup.mixture = true;
@@ -105,7 +112,8 @@ int run_rank(int rank, int world, int port, int64_t steps, const std::string& ou
 int main(int argc, char** argv) {
   int ranks = 2, rank = -1, world = 1, port = 0;
   int64_t steps = 30;
-  std::string out;
+  int repeats = 3;
+  std::string out, only;  // only: one stage, or both when empty
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--ranks")) ranks = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoll(argv[i + 1]);
@@ -113,47 +121,74 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--world")) world = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--port")) port = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--out")) out = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--repeats")) repeats = std::max(1, std::atoi(argv[i + 1]));
+    else if (!std::strcmp(argv[i], "--stage")) only = argv[i + 1];
   }
-  if (rank >= 0) return run_rank(rank, world, port, steps, out);
+  if (!only.empty() && only != "retrain" && only != "search") {
+    std::fprintf(stderr, "--stage must be retrain or search, got '%s'\n", only.c_str());
+    return 2;
+  }
+  if (rank >= 0) return run_rank(rank, world, port, steps, only, out);
 
-  // The driver: one rank alone, then `ranks` ranks at once, each a process.
-  double alone_rate[2] = {0, 0};
-  for (int w : {1, ranks}) {
-    const int p = dash_test::free_loopback_port();
-    std::vector<pid_t> pids;
-    std::vector<std::string> files;
-    for (int r = 0; r < w; ++r) {
-      files.push_back("/tmp/dashnas_bench_dist." + std::to_string(getpid()) + "." + std::to_string(r));
-      const pid_t pid = fork();
-      if (pid == 0) {
-        const std::string rs = std::to_string(r), ws = std::to_string(w), ps = std::to_string(p),
-                          ss = std::to_string(steps);
-        execl("/proc/self/exe", argv[0], "--rank", rs.c_str(), "--world", ws.c_str(), "--port", ps.c_str(),
-              "--steps", ss.c_str(), "--out", files.back().c_str(), static_cast<char*>(nullptr));
-        _exit(127);
+  // The driver: per repeat, one rank alone, then `ranks` ranks at once, each
+  // a process.
+  const char* stages[2] = {"retrain", "search"};
+  std::vector<double> speedups[2];
+  for (int repeat = 0; repeat < repeats; ++repeat) {
+    double alone_rate[2] = {0, 0};
+    for (int w : {1, ranks}) {
+      const int p = dash_test::free_loopback_port();
+      std::vector<pid_t> pids;
+      std::vector<std::string> files;
+      for (int r = 0; r < w; ++r) {
+        files.push_back("/tmp/dashnas_bench_dist." + std::to_string(getpid()) + "." + std::to_string(r));
+        const pid_t pid = fork();
+        if (pid == 0) {
+          const std::string rs = std::to_string(r), ws = std::to_string(w), ps = std::to_string(p),
+                            ss = std::to_string(steps);
+          execl("/proc/self/exe", argv[0], "--rank", rs.c_str(), "--world", ws.c_str(), "--port", ps.c_str(),
+                "--steps", ss.c_str(), "--stage", only.empty() ? "" : only.c_str(), "--out", files.back().c_str(),
+                static_cast<char*>(nullptr));
+          _exit(127);
+        }
+        pids.push_back(pid);
       }
-      pids.push_back(pid);
+      for (pid_t pid : pids) waitpid(pid, nullptr, 0);
+      std::ifstream in(files[0]);  // rank 0's figures (every rank takes the same steps)
+      std::string stage;
+      double seconds = 0, reduce = 0, all = 0;
+      int64_t done = 0, bytes = 0, count = 0;
+      while (in >> stage >> seconds >> done >> reduce >> bytes >> all >> count) {
+        const int i = stage == "retrain" ? 0 : 1;
+        const double steps_per_s = static_cast<double>(done) / seconds;
+        const double samples_per_s = steps_per_s * 64.0 * w;
+        if (w == 1) alone_rate[i] = samples_per_s;
+        const double speedup = alone_rate[i] > 0 ? samples_per_s / alone_rate[i] : 0.0;
+        if (w > 1) speedups[i].push_back(speedup);
+        std::printf(
+            "{\"bench\": \"dist\", \"task\": \"fashion_mnist-28x28-b64\", \"repeat\": %d, \"stage\": \"%s\", "
+            "\"ranks\": %d, \"threads_per_rank\": 1, \"steps\": %lld, \"steps_per_s\": %.3f, "
+            "\"samples_per_s\": %.1f, \"speedup\": %.3f, \"allreduce_share\": %.3f, \"allreduce_bytes\": %lld, "
+            "\"collectives_per_step\": %.1f, \"collective_share\": %.3f}\n",
+            repeat, stage.c_str(), w, static_cast<long long>(done), steps_per_s, samples_per_s, speedup,
+            reduce / seconds, static_cast<long long>(bytes),
+            static_cast<double>(count) / static_cast<double>(std::max<int64_t>(1, done)), all / seconds);
+      }
+      for (const auto& f : files) std::remove(f.c_str());
+      std::fflush(stdout);
     }
-    for (pid_t pid : pids) waitpid(pid, nullptr, 0);
-    std::ifstream in(files[0]);  // rank 0's figures (every rank takes the same steps)
-    std::string stage;
-    double seconds = 0, reduce = 0, all = 0;
-    int64_t done = 0, bytes = 0, count = 0;
-    for (int i = 0; in >> stage >> seconds >> done >> reduce >> bytes >> all >> count; ++i) {
-      const double steps_per_s = static_cast<double>(done) / seconds;
-      const double samples_per_s = steps_per_s * 64.0 * w;
-      if (w == 1) alone_rate[i] = samples_per_s;
-      std::printf(
-          "{\"bench\": \"dist\", \"task\": \"fashion_mnist-28x28-b64\", \"stage\": \"%s\", \"ranks\": %d, "
-          "\"threads_per_rank\": 1, \"steps\": %lld, \"steps_per_s\": %.3f, \"samples_per_s\": %.1f, "
-          "\"speedup\": %.3f, \"allreduce_share\": %.3f, \"allreduce_bytes\": %lld, "
-          "\"collectives_per_step\": %.1f, \"collective_share\": %.3f}\n",
-          stage.c_str(), w, static_cast<long long>(done), steps_per_s, samples_per_s,
-          alone_rate[i] > 0 ? samples_per_s / alone_rate[i] : 0.0, reduce / seconds, static_cast<long long>(bytes),
-          static_cast<double>(count) / static_cast<double>(std::max<int64_t>(1, done)), all / seconds);
-    }
-    for (const auto& f : files) std::remove(f.c_str());
-    std::fflush(stdout);
+  }
+  for (int i = 0; i < 2 && ranks > 1; ++i) {
+    std::vector<double> v = speedups[i];
+    if (v.empty()) continue;
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    const double median = n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    std::printf(
+        "{\"bench\": \"dist\", \"task\": \"fashion_mnist-28x28-b64\", \"stage\": \"%s\", \"ranks\": %d, "
+        "\"repeats\": %zu, \"steps\": %lld, \"speedup_median\": %.3f, \"speedup_min\": %.3f, "
+        "\"speedup_max\": %.3f}\n",
+        stages[i], ranks, n, static_cast<long long>(steps), median, v.front(), v.back());
   }
   return 0;
 }
