@@ -467,12 +467,9 @@ bool fold_fits(Clock::time_point t0, int done, double fold_s, double max_seconds
 // starts that would not end in time, and none at all when two would not.
 // (Every fold that started did: one 400-row fold of two networks took 4.7 s
 // under AddressSanitizer on a loaded machine, with 1.1 s left of a 6 s
-// search call, and gave no verdict.) `s_per_row`: the seconds to score one
-// row with all the networks a fold scores, as their trials measured it.
-bool two_folds_fit(const task::Split& valid, int folds, double s_per_row, double max_seconds,
-                   dist::Communicator* comm) {
-  const double two = 2.0 * s_per_row * static_cast<double>(valid.size()) / std::max(1, folds);
-  const bool local = !(max_seconds > 0) || 1.25 * two < max_seconds;
+// search call, and gave no verdict.) `fold_s`: a fold's predicted time.
+bool two_folds_fit(double fold_s, double max_seconds, dist::Communicator* comm) {
+  const bool local = !(max_seconds > 0) || 1.25 * 2.0 * fold_s < max_seconds;
   return comm != nullptr ? comm->from_root(static_cast<int64_t>(local)) != 0 : local;
 }
 
@@ -482,8 +479,10 @@ PairedTest paired_test(const task::TaskSpec& spec, const task::Split& valid, nn:
                        dist::Communicator* comm, double stderrs = 1.0) {
   const auto t0 = Clock::now();
   const int folds = folds_for(valid, comm);
-  if (folds < 2 || !two_folds_fit(valid, folds, s_per_row, max_seconds, comm)) return {};
+  if (folds < 2) return {};
+  // `s_per_row`: the seconds to score one row with both networks, as their trials measured it.
   const double fold_s = s_per_row * static_cast<double>(valid.size()) / folds;
+  if (!two_folds_fit(fold_s, max_seconds, comm)) return {};
   std::vector<double> a, b;
   for (int f = 0; f < folds && fold_fits(t0, f, fold_s, max_seconds, comm); ++f) {
     const task::Split part = fold_of(valid, f, folds);
@@ -502,8 +501,9 @@ std::vector<double> fold_scores(const task::TaskSpec& spec, const task::Split& v
   const auto t0 = Clock::now();
   const int folds = folds_for(valid, comm);
   std::vector<double> scores;
-  if (folds < 2 || !two_folds_fit(valid, folds, s_per_row, max_seconds, comm)) return scores;
+  if (folds < 2) return scores;
   const double fold_s = s_per_row * static_cast<double>(valid.size()) / folds;
+  if (!two_folds_fit(fold_s, max_seconds, comm)) return scores;
   for (int f = 0; f < folds && fold_fits(t0, f, fold_s, max_seconds, comm); ++f) {
     scores.push_back(train::evaluate(net, spec, fold_of(valid, f, folds), batch_size, 0, comm).metric);
   }
@@ -868,7 +868,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
       Trial backbone = run_trial(spec, data, o, retrain_like, plain, grid[0], seconds,
                                  steps_for(seconds, 1.0), "backbone", progress,
                                  [&](nn::Backbone& net) {
-                                   backbone_mid = fold_scores(spec, data.valid, net, o.batch_size, look_s, row_s, comm);
+                                   backbone_mid =
+                                       fold_scores(spec, data.valid, net, o.batch_size, look_s, row_s, comm);
                                    return false;
                                  });
       nlohmann::json midpoint;
