@@ -104,6 +104,12 @@ TEST(Dist, CollectivesComputeTheSameOnEveryRank) {
     EXPECT_TRUE(rows.equal(torch::tensor({0.f, 0.f, 1.f, 1.f, 1.f, 1.f}).view({3, 2})));
     EXPECT_EQ(comm->gather_all(std::string(static_cast<size_t>(rank + 1), 'a' + rank)),
               (std::vector<std::string>{"a", "bb"}));
+    // From rank 1 (a grid point's weights, from the rank that trained them).
+    std::vector<at::Tensor> state{torch::full({2}, static_cast<float>(rank)),
+                                  torch::full({1}, static_cast<int64_t>(10 + rank))};
+    comm->broadcast(state, 1);
+    EXPECT_TRUE(state[0].eq(1.0).all().item<bool>());
+    EXPECT_EQ(state[1].item<int64_t>(), 11);
     comm->barrier();
   });
 }

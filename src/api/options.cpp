@@ -264,6 +264,11 @@ const std::vector<OptionDef>& table() {
                   at_least(0),
                   "a timed guard or grid trial lasts at least this many backbone steps where hpo_share "
                   "holds two such trials (fewer grid points are then tried); 0: no minimum"),
+      search_only("grid_spread", "string", [](auto& c) -> auto& { return c.search.grid_spread; },
+                  {"auto", "always", "off"}, {},
+                  "with world_size > 1, grid points run world_size at once, each whole on one rank: auto where "
+                  "one process would run them all (one learning rate), always (the early stop's skips run "
+                  "too), off (each data-parallel over all ranks)"),
       search_only("hpo_share", "number", [](auto& c) -> auto& { return c.search.hpo_share; }, {},
                   within(0, false, 1, false), "share of time_budget_s given to the guard and the grid"),
       both("fft_planner", "string", [](auto& c) -> auto& { return c.runtime.fft_planner; },

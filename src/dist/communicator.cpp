@@ -174,12 +174,13 @@ void Communicator::sum(at::Tensor& tensor) {
   guarded("summing", [&] { allreduce(tensor, Op::kSum); });
 }
 
-void Communicator::broadcast(const std::vector<at::Tensor>& tensors) {
+void Communicator::broadcast(const std::vector<at::Tensor>& tensors, int root) {
   torch::NoGradGuard no_grad;
   auto every = [](const at::Tensor&) { return true; };
   at::Tensor flat = pack(tensors, every);
   if (!flat.defined()) return;
-  guarded("broadcasting from rank 0", [&] { broadcast_one(flat); });
+  const std::string what = "broadcasting from rank " + std::to_string(root);
+  guarded(what.c_str(), [&] { broadcast_one(flat, root); });
   unpack(flat, tensors, every);
 }
 
@@ -294,10 +295,10 @@ class GlooCommunicator : public Communicator {
     o.reduceOp = op == Op::kSum ? c10d::ReduceOp::SUM : c10d::ReduceOp::MAX;
     group_->allreduce(ts, o)->wait();
   }
-  void broadcast_one(at::Tensor& t) override {
+  void broadcast_one(at::Tensor& t, int root) override {
     std::vector<at::Tensor> ts{t};
     c10d::BroadcastOptions o;
-    o.rootRank = 0;
+    o.rootRank = root;
     group_->broadcast(ts, o)->wait();
   }
   void allgather(const at::Tensor& in, std::vector<at::Tensor>& out) override {

@@ -74,8 +74,8 @@ class Communicator {
   void average(const std::vector<at::Tensor>& tensors);
   // Sums a tensor over the ranks, in place.
   void sum(at::Tensor& tensor);
-  // Copies rank 0's tensors into every rank's, in place (one message).
-  void broadcast(const std::vector<at::Tensor>& tensors);
+  // Copies rank `root`'s tensors into every rank's, in place (one message).
+  void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
   // Rank 0's value, on every rank.
   double from_root(double value);
   int64_t from_root(int64_t value);
@@ -113,7 +113,7 @@ class Communicator {
   // whatever c10d throws; the public functions turn it into dash::IoError.
   enum class Op { kSum, kMax };
   virtual void allreduce(at::Tensor& t, Op op) = 0;
-  virtual void broadcast_one(at::Tensor& t) = 0;
+  virtual void broadcast_one(at::Tensor& t, int root = 0) = 0;
   virtual void allgather(const at::Tensor& in, std::vector<at::Tensor>& out) = 0;
   virtual void barrier_impl() = 0;
 

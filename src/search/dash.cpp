@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <functional>
+#include <mutex>
 #include <stdexcept>
 
 #include "model/weights.h"
@@ -510,6 +512,22 @@ std::vector<double> fold_scores(const task::TaskSpec& spec, const task::Split& v
   return scores;
 }
 
+// The network `arch` as a trial of `hp` starts it: every trial from the
+// same initial weights. (Seeding and drawing them is one step under a lock:
+// ranks run as threads of one process draw from one generator, and a grid
+// spread over them builds trials at the same time.)
+nn::Backbone trial_net(const nn::BackboneSpec& base, const nn::Architecture& arch, const train::Hyperparams& hp,
+                       uint64_t seed) {
+  static std::mutex drawing;
+  std::lock_guard<std::mutex> lock(drawing);
+  torch::manual_seed(seed + 1);
+  nn::LayerSetup fixed;
+  fixed.architecture = arch;
+  nn::BackboneSpec trial_spec = base;
+  trial_spec.dropout = hp.dropout;
+  return nn::Backbone(trial_spec, fixed);
+}
+
 // One trial: the network `arch` from the trials' common initial weights,
 // trained with `hp`. `steps` > 0 plans it in steps (the cosine schedule over
 // them; `seconds` then only stops it early); 0 trains for `seconds` (or
@@ -525,12 +543,7 @@ Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const Sea
                 const train::ProgressFn& progress,
                 const std::function<bool(nn::Backbone&)>& midpoint = nullptr,
                 const nn::Backbone* from = nullptr) {
-  torch::manual_seed(o.seed + 1);  // every trial from the same initial weights
-  nn::LayerSetup fixed;
-  fixed.architecture = arch;
-  nn::BackboneSpec trial_spec = base;
-  trial_spec.dropout = hp.dropout;
-  nn::Backbone net(trial_spec, fixed);
+  nn::Backbone net = trial_net(base, arch, hp, o.seed);
   if (from != nullptr) model::load_state(*net, model::module_state(**from));
   train::StageOptions to;
   to.stage = "hpo";
@@ -572,6 +585,87 @@ Trial run_trial(const task::TaskSpec& spec, const task::Dataset& data, const Sea
   if (steps > 0) t.json["planned_steps"] = steps;
   if (stopped_at_midpoint) t.json["stopped_at_midpoint"] = true;
   return t;
+}
+
+// --- The grid spread over ranks (SearchOptions::grid_spread) ---------------
+
+// Every rank's train and valid rows, in rank order, on every rank: what a
+// point run whole on one rank trains and scores on (given the whole data,
+// the ranks' shards of its permutation; given shards, their union).
+task::Dataset whole_of(const task::Dataset& data, dist::Communicator& comm) {
+  auto gathered = [&](const task::Split& s) -> task::Split {
+    const at::Device device = s.x.device();
+    return {comm.gather_rows(s.x.to(at::kCPU).contiguous()).to(device),
+            comm.gather_rows(s.y.to(at::kCPU).contiguous()).to(device)};
+  };
+  task::Dataset whole;
+  whole.train = gathered(data.train);
+  whole.valid = gathered(data.valid);
+  return whole;
+}
+
+nlohmann::json scores_json(const std::vector<double>& v) {
+  nlohmann::json a = nlohmann::json::array();
+  for (double x : v) a.push_back(number_or_null(x));
+  return a;
+}
+
+std::vector<double> scores_of(const nlohmann::json& a) {
+  std::vector<double> v;
+  for (const auto& x : a) v.push_back(x.is_number() ? x.get<double>() : std::nan(""));
+  return v;
+}
+
+// What every rank learns of one point of a spread round.
+struct SpreadResult {
+  nlohmann::json trial;        // its report entry
+  std::vector<double> folds;   // its scores on the folds of the whole valid
+  double valid = std::nan("");
+  double eval_s_per_row = 0;
+};
+
+// Runs `mine` (a trial and its folds' scores, on this rank alone) and hands
+// every rank every rank's outcome, in rank order, plus rank 0's `extra`.
+// A trial that failed on any rank fails the round on every rank, with that
+// rank's message (a cancelled one as cancelled; the failed rank rethrows its
+// own), instead of leaving the others waiting for it.
+std::vector<SpreadResult> exchange(dist::Communicator& comm, const std::function<SpreadResult()>& mine,
+                                   const std::function<nlohmann::json()>& extra, nlohmann::json* root_extra) {
+  nlohmann::json out;
+  std::exception_ptr failed;
+  try {
+    const SpreadResult r = mine();
+    out = {{"trial", r.trial},
+           {"folds", scores_json(r.folds)},
+           {"valid", number_or_null(r.valid)},
+           {"eval_s_per_row", r.eval_s_per_row}};
+    if (comm.rank() == 0) out["extra"] = extra();
+  } catch (const train::Cancelled&) {
+    out = {{"cancelled", true}};
+    failed = std::current_exception();
+  } catch (const std::exception& e) {
+    out = {{"error", e.what()}};
+    failed = std::current_exception();
+  }
+  const std::vector<std::string> all = comm.gather_all(out.dump());
+  if (failed) std::rethrow_exception(failed);  // this rank's own, as it was
+  std::vector<SpreadResult> results;
+  for (size_t r = 0; r < all.size(); ++r) {
+    const nlohmann::json j = nlohmann::json::parse(all[r]);
+    if (j.value("cancelled", false)) throw train::Cancelled();
+    if (j.contains("error")) {
+      throw std::runtime_error("distributed run: the grid point on rank " + std::to_string(r) +
+                               " failed: " + j["error"].get<std::string>());
+    }
+    SpreadResult s;
+    s.trial = j["trial"];
+    s.folds = scores_of(j["folds"]);
+    s.valid = j["valid"].is_number() ? j["valid"].get<double>() : std::nan("");
+    s.eval_s_per_row = j["eval_s_per_row"].get<double>();
+    results.push_back(std::move(s));
+    if (r == 0) *root_extra = j.value("extra", nlohmann::json());
+  }
+  return results;
 }
 
 }  // namespace
@@ -814,17 +908,21 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     // The steps a trial of a network whose step is `ratio` backbone steps
     // gets within `seconds` (0 untimed: the trial is then an epoch or
     // hpo_epochs).
-    auto steps_for = [&](double seconds, double ratio) -> int64_t {
+    // `scale`: a step takes that many times a data-parallel one (a spread
+    // round's point, alone at the global batch: world_size).
+    auto steps_for = [&](double seconds, double ratio, int scale = 1) -> int64_t {
       if (!timed || o.hpo_epochs > 0) return 0;
       const int64_t planned = std::llround(static_cast<double>(backbone_steps) / ratio);
-      return std::max<int64_t>(1, std::min(planned, static_cast<int64_t>(seconds / (ratio * backbone_step_s))));
+      const double step_s = scale * ratio * backbone_step_s;
+      return std::max<int64_t>(1, std::min(planned, static_cast<int64_t>(seconds / step_s)));
     };
     // The time each of the next `trials` trials may take at most, or -1 if
-    // they do not fit.
-    auto slot = [&](int trials) -> double {
+    // they do not fit; `scale` as above (its trials get that many shares).
+    auto slot = [&](int trials, int scale = 1) -> double {
       if (!timed) return 0;
-      const double each = agreed(o, std::min(1.5 * per_trial, (o.time_budget_s - seconds_since(t_call)) / trials));
-      return each >= std::max(0.5 * per_trial, 2 * probe_s) ? each : -1;
+      const double share = scale * per_trial;
+      const double each = agreed(o, std::min(1.5 * share, (o.time_budget_s - seconds_since(t_call)) / trials));
+      return each >= std::max(0.5 * share, 2 * scale * probe_s) ? each : -1;
     };
     std::string skipped;  // why the grid ended before its last point
     nlohmann::json trials = nlohmann::json::array();
@@ -833,6 +931,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     // a noisy short trial does not move the choice off the grid's first point.
     Trial best;
     int64_t best_index = -1;
+    const double sign = task::higher_is_better(spec.metric) ? 1.0 : -1.0;  // of a paired test
     int64_t run = 0;
     if (guard && slot(2) < 0) {
       outcome.report["guard"] = {
@@ -856,7 +955,6 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
       // ended with the lead guard_verdict asks for, so the second half of
       // their trial would be spent for nothing (a sixth of DASH's overhead
       // on Fashion-MNIST).
-      const double sign = task::higher_is_better(spec.metric) ? 1.0 : -1.0;
       std::vector<double> backbone_mid;
       const double seconds = slot(2);
       // Each halfway look may take a tenth of the trial's time (the folds
@@ -972,23 +1070,127 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
                                  {"why", o.guard ? "the search kept the plain backbone (report.search says why)"
                                                  : "the guard is off"}};
     }
+    // The grid's early stop: when the learning rate changes without the last
+    // group improving on the best so far, the remaining points are skipped.
     int64_t best_at_lr_change = -1;
-    for (size_t i = static_cast<size_t>(run); i < grid.size() && o.hpo && skipped.empty(); ++i) {
-      const auto& hp = grid[i];
-      if (i > 0 && hp.lr != grid[i - 1].lr) {
-        if (best_at_lr_change >= 0 && best_index == best_at_lr_change) break;
-        best_at_lr_change = best_index;
+    auto grid_ends_at = [&](size_t i) {
+      if (i == 0 || grid[i].lr == grid[i - 1].lr) return false;
+      if (best_at_lr_change >= 0 && best_index == best_at_lr_change) return true;
+      best_at_lr_change = best_index;
+      return false;
+    };
+    // Spread rounds (grid_spread): world_size points at once, each whole on
+    // one rank at the global batch, where at least that many are left (and,
+    // "auto", all at the learning rate of the first, so that none of them
+    // is run for nothing: one process runs a learning rate's group whole). A
+    // point's steps are what it would take data-parallel, and one rank takes
+    // world_size times as long per step at the global batch, so a round gets
+    // world_size trials' time: the grid's compute is the same, without a
+    // message per step, and every rank replays the one-process decisions (the
+    // early stop, the paired test against the best so far) over the round's
+    // results in grid order. What the early stop would not have run is
+    // reported as discarded. Fewer points than ranks left: data-parallel.
+    const int world = comm != nullptr ? comm->world_size() : 1;
+    if (o.grid_spread != "auto" && o.grid_spread != "always" && o.grid_spread != "off") {
+      throw std::invalid_argument("grid_spread must be \"auto\", \"always\" or \"off\", got \"" +
+                                  o.grid_spread + "\"");
+    }
+    const bool spread = world > 1 && o.grid_spread != "off" && !data.valid.empty();
+    // Whether points [i, i + world) make a round.
+    auto round_at = [&](size_t i) {
+      if (!spread || grid.size() - i < static_cast<size_t>(world)) return false;
+      if (o.grid_spread == "always") return true;
+      for (size_t k = i + 1; k < i + static_cast<size_t>(world); ++k) {
+        if (grid[k].lr != grid[i].lr) return false;
       }
+      return true;
+    };
+    task::Dataset whole;             // every rank's train and valid rows, once a round needs them
+    std::vector<double> best_folds;  // the best trial's scores on whole.valid's folds ...
+    bool best_folds_known = false;   // ... once a round has them
+    int64_t rounds = 0;
+    for (size_t i = static_cast<size_t>(run); i < grid.size() && o.hpo && skipped.empty();) {
+      const bool is_plain = outcome.architecture.layers == plain.layers;
+      const double ratio = is_plain ? 1.0 : searched_ratio;
+      const char* name = is_plain ? "backbone" : "searched";
+      if (grid_ends_at(i)) break;
+      // (A round the time left does not hold goes data-parallel, one point at a time.)
+      const double round_s = round_at(i) ? slot(1, world) : -1;
+      if (round_s >= 0) {
+        const double seconds = round_s;
+        if (!whole.train.x.defined()) whole = whole_of(data, *comm);
+        SearchOptions alone = o;
+        alone.comm = nullptr;
+        alone.batch_size = o.batch_size * world;
+        const size_t mine = i + static_cast<size_t>(comm->rank());
+        Trial own;
+        auto score = [&](nn::Backbone& net, double s_per_row) {
+          const double left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
+          return fold_scores(spec, whole.valid, net, alone.batch_size, left, s_per_row, nullptr);
+        };
+        nlohmann::json root_extra;
+        const std::vector<SpreadResult> results = exchange(
+            *comm,
+            [&] {
+              own = run_trial(spec, whole, alone, retrain_like, outcome.architecture, grid[mine], seconds,
+                              steps_for(seconds, ratio, world), name, progress);
+              own.json["rank"] = comm->rank();
+              own.json["batch_size"] = alone.batch_size;
+              return SpreadResult{own.json, score(own.net, own.eval_s_per_row), own.valid, own.eval_s_per_row};
+            },
+            // The best so far, held by every rank, scored where the round's
+            // points are (rank 0's scores are everyone's).
+            [&] {
+              return best_index >= 0 && !best_folds_known ? scores_json(score(best.net, best.eval_s_per_row))
+                                                          : nlohmann::json();
+            },
+            &root_extra);
+        ++rounds;
+        if (best_index >= 0 && !best_folds_known) {
+          best_folds = scores_of(root_extra);
+          best_folds_known = true;
+        }
+        int won = -1;
+        bool ended = false;
+        for (int r = 0; r < world; ++r) {
+          const size_t at = i + static_cast<size_t>(r);
+          const SpreadResult& got = results[static_cast<size_t>(r)];
+          trials.push_back(got.trial);
+          if (ended || (r > 0 && (ended = grid_ends_at(at)))) {
+            trials.back()["discarded"] = "run alongside its round; the grid's early stop ends before it";
+            continue;
+          }
+          if (best_index < 0 || paired(got.folds, best_folds, sign, 1.0).first_wins) {
+            won = r;
+            best_index = static_cast<int64_t>(at);
+            best_folds = got.folds;
+            best.json = got.trial;
+            best.valid = got.valid;
+            best.eval_s_per_row = got.eval_s_per_row;
+            outcome.hp = grid[at];
+          }
+        }
+        if (won >= 0) {  // its weights, from the rank that trained them, on every rank
+          best.net = comm->rank() == won ? own.net
+                                         : trial_net(retrain_like, outcome.architecture, outcome.hp, o.seed);
+          best.net->to(data.train.x.device());
+          std::vector<at::Tensor> state = best.net->parameters();
+          for (const auto& b : best.net->buffers()) state.push_back(b);
+          comm->broadcast(state, won);
+        }
+        i += static_cast<size_t>(world);
+        if (ended) break;
+        continue;
+      }
+      const auto& hp = grid[i];
       const double seconds = slot(1);
       if (seconds < 0) {
         skipped = "the budget ran out after " + std::to_string(i) + " of " + std::to_string(grid.size()) +
                   " points";
         break;
       }
-      const bool is_plain = outcome.architecture.layers == plain.layers;
-      Trial t = run_trial(spec, data, o, retrain_like, outcome.architecture, hp, seconds,
-                          steps_for(seconds, is_plain ? 1.0 : searched_ratio),
-                          is_plain ? "backbone" : "searched", progress);
+      Trial t = run_trial(spec, data, o, retrain_like, outcome.architecture, hp, seconds, steps_for(seconds, ratio),
+                          name, progress);
       trials.push_back(t.json);
       const double test_left = timed ? std::max(1e-6, o.time_budget_s - seconds_since(t_call)) : 0;
       const bool wins = best_index < 0 ? true
@@ -999,7 +1201,9 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
         best = t;
         best_index = static_cast<int64_t>(i);
         outcome.hp = hp;
+        best_folds_known = false;
       }
+      ++i;
     }
     outcome.hpo_seconds = seconds_since(t1);
     outcome.report["hpo"] = {{"trials", trials}, {"chosen", outcome.hp.to_json()},
@@ -1015,6 +1219,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     }
     if (timed) outcome.report["hpo"]["seconds_left_at_start"] = left_at_start;
     if (!skipped.empty()) outcome.report["hpo"]["stopped"] = skipped;
+    if (world > 1) outcome.report["hpo"]["spread_rounds"] = rounds;
   }
   // 3. The report's cost table: each network's inference time per sample
   //    (a few ms: batch 8, 4 passes) and the step time its trials measured.

@@ -121,6 +121,15 @@ struct SearchOptions : CommonOptions {
   int64_t hpo_epochs = 0;
   int64_t min_trial_steps = 30;
   double hpo_batch_fraction = 1.0;
+  // Data-parallel calls (world_size > 1): the grid's points after the guard
+  // may run world_size at a time, each whole on one rank (every rank's train
+  // and valid rows, the global batch, no messages while it trains), every
+  // rank replaying the one-process grid's decisions over their results.
+  // "auto": a round of points that one process would all run (one learning
+  // rate: the early stop cannot fall inside it); "always": any round of
+  // world_size points (those the early stop would not have run are wasted);
+  // "off": every point data-parallel, one after another.
+  std::string grid_spread = "auto";
 };
 
 // The guard's decision from its paired test: `advantage` and `stderr_` are

@@ -183,6 +183,135 @@ TEST(Distributed, TwoThreadsSearchAndRetrainTogether) {
   EXPECT_EQ(outputs[0], outputs[1]);
 }
 
+// --- The grid spread over ranks ------------------------------------------------
+
+// The plain backbone's grid (no architecture search: the grid starts at its
+// first point) on 96 train and 120 valid clips, rank `rank` of `world` given
+// rows [rank, rank + 1) / world of each (its own shard, data_sharded), one
+// global batch of the whole train split; then one retrain step from the
+// grid's trained trial. Returns {"search": the search's report, "outputs":
+// the model's outputs on 8 other clips}, or {"error": ...}.
+json grid_run(int world, int rank, int port, const std::string& spread, const std::string& grid = "small") {
+  std::vector<float> x, vx, probe;
+  std::vector<int64_t> y, vy, unused;
+  make_clips(96, 1, &x, &y);
+  make_clips(120, 5, &vx, &vy);
+  make_clips(8, 6, &probe, &unused);
+  for (size_t i = 0; i < vy.size(); i += 10) vy[i] = 1 - vy[i];  // no trial scores valid perfectly
+  // (AUROC: trials that classify alike still rank valid differently.)
+  dash_task* task = nullptr;
+  EXPECT_EQ(dash_task_create(R"({"kind": "classification", "input_shape": [1, 32], "num_classes": 2,
+                                 "metric": "macro_auroc"})",
+                             &task),
+            DASH_OK)
+      << dash_last_error();
+  const int64_t t0 = 96 * rank / world, t1 = 96 * (rank + 1) / world;
+  const int64_t v0 = 120 * rank / world, v1 = 120 * (rank + 1) / world;
+  EXPECT_EQ(dash_task_set_data(task, DASH_SPLIT_TRAIN, x.data() + t0 * kLen, y.data() + t0, t1 - t0), DASH_OK);
+  EXPECT_EQ(dash_task_set_data(task, DASH_SPLIT_VALID, vx.data() + v0 * kLen, vy.data() + v0, v1 - v0), DASH_OK);
+  json common = {{"threads", 1}, {"seed", 3}};
+  if (world > 1) {
+    common.update({{"world_size", world}, {"rank", rank}, {"init", "tcp://127.0.0.1:" + std::to_string(port)},
+                   {"data_sharded", true}, {"batch_size_global", 96}, {"sync_batch_norm", true}});
+  } else {
+    common["batch_size"] = 96;
+  }
+  json search = common, retrain = common;
+  search.update({{"arch_search", false}, {"hpo_grid", grid}, {"hpo_epochs", 12}});
+  if (world > 1) search["grid_spread"] = spread;
+  retrain.update({{"epochs", 1}, {"lr", 0.01}});
+  dash_arch* arch = nullptr;
+  dash_model* model = nullptr;
+  json out;
+  if (dash_search(task, search.dump().c_str(), nullptr, nullptr, &arch) != DASH_OK ||
+      dash_retrain(task, arch, retrain.dump().c_str(), nullptr, nullptr, &model) != DASH_OK) {
+    out = {{"error", dash_last_error()}};
+  } else {
+    char* text = nullptr;
+    EXPECT_EQ(dash_arch_info(arch, &text), DASH_OK);
+    out["search"] = json::parse(take(text))["report"]["search"];
+    out["outputs"] = infer(model, probe, 8);
+  }
+  dash_model_free(model);
+  dash_arch_free(arch);
+  dash_task_free(task);
+  return out;
+}
+
+std::vector<json> grid_on_two_ranks(const std::string& spread, const std::string& grid = "small") {
+  const int port = dash_test::free_loopback_port();
+  std::vector<json> runs(2);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.emplace_back([&, r] { runs[static_cast<size_t>(r)] = grid_run(2, r, port, spread, grid); });
+  }
+  for (auto& t : ranks) t.join();
+  return runs;
+}
+
+// Two ranks spread the grid ("always"): its first two points at once, one on
+// each rank, over both ranks' rows at the global batch. Each point trains
+// and scores as it does in one process given all the rows, the ranks replay
+// the one-process decisions, so they choose what one process chooses, and
+// the chosen trial's weights reach every rank (the retrain starts from them:
+// its model is one process's). "auto" spreads no round of this grid (each
+// point has its own learning rate, so the early stop may fall between any
+// two): every point runs data-parallel, and the choice is the same.
+TEST(Distributed, TwoRanksSpreadTheGridAndChooseAsOneProcess) {
+  SKIP_WITHOUT_GLOO();
+  const json alone = grid_run(1, 0, 0, "");
+  ASSERT_FALSE(alone.contains("error")) << alone;
+  const std::vector<json> spread = grid_on_two_ranks("always");
+  for (const auto& r : spread) ASSERT_FALSE(r.contains("error")) << r;
+  const json& one = alone["search"]["hpo"];
+  const json& two = spread[0]["search"]["hpo"];
+  const json& other = spread[1]["search"]["hpo"];
+  EXPECT_EQ(two["chosen"], other["chosen"]);
+  EXPECT_EQ(two["chosen"], one["chosen"]) << "one process:\n" << one.dump(1) << "\ntwo ranks:\n" << two.dump(1);
+  EXPECT_EQ(two["spread_rounds"], 1);
+  ASSERT_EQ(two["trials"].size(), one["trials"].size()) << two["trials"] << "\n" << one["trials"];
+  ASSERT_EQ(other["trials"].size(), one["trials"].size());
+  for (size_t i = 0; i < one["trials"].size(); ++i) {
+    const json &a = one["trials"][i], &b = two["trials"][i];
+    EXPECT_EQ(b["hp"], a["hp"]);
+    EXPECT_EQ(b["steps"], a["steps"]);
+    EXPECT_NEAR(b["valid_metric"].get<double>(), a["valid_metric"].get<double>(), 1e-6) << i;
+    for (const char* key : {"hp", "steps", "valid_metric", "rank"}) {  // every rank reports every point alike
+      EXPECT_EQ(other["trials"][i].value(key, json()), b.value(key, json())) << key;
+    }
+    if (i < 2) EXPECT_EQ(b["rank"], static_cast<int>(i));  // the first round: point i on rank i
+  }
+  // The first two points score differently (else the test decides nothing).
+  EXPECT_NE(two["trials"][0]["valid_metric"], two["trials"][1]["valid_metric"]) << one.dump(1);
+  EXPECT_EQ(spread[0]["outputs"], spread[1]["outputs"]);
+  EXPECT_LT(max_difference(alone["outputs"], spread[0]["outputs"]), 1e-3)
+      << alone["outputs"] << "\n" << spread[0]["outputs"];
+
+  const std::vector<json> together = grid_on_two_ranks("auto");
+  for (const auto& r : together) ASSERT_FALSE(r.contains("error")) << r;
+  EXPECT_EQ(together[0]["search"]["hpo"]["chosen"], one["chosen"]);
+  EXPECT_EQ(together[0]["search"]["hpo"]["spread_rounds"], 0);
+  EXPECT_FALSE(together[0]["search"]["hpo"]["trials"][0].contains("rank"));
+}
+
+// "auto" spreads DASH's grid by its learning rates' groups of 8: the
+// guard-less grid's first 8 points (lr 0.1) in 4 rounds, point 2k on rank 0
+// and 2k + 1 on rank 1, and the ranks agree on the choice.
+TEST(Distributed, TwoRanksSpreadEachLearningRatesGroup) {
+  SKIP_WITHOUT_GLOO();
+  const std::vector<json> runs = grid_on_two_ranks("auto", "dash");
+  for (const auto& r : runs) ASSERT_FALSE(r.contains("error")) << r;
+  const json& hpo = runs[0]["search"]["hpo"];
+  EXPECT_EQ(hpo["chosen"], runs[1]["search"]["hpo"]["chosen"]);
+  EXPECT_GE(hpo["spread_rounds"].get<int>(), 4);
+  ASSERT_GE(hpo["trials"].size(), 8u);
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(hpo["trials"][i]["rank"], static_cast<int>(i % 2)) << i;
+    EXPECT_EQ(hpo["trials"][i]["hp"]["lr"], 0.1) << i;
+    EXPECT_FALSE(hpo["trials"][i].contains("discarded")) << i;
+  }
+}
+
 // --- dash_evaluate_with over ranks ----------------------------------------------
 
 const char* const kAurocSpec =
