@@ -4,7 +4,13 @@
 // supernet, K={3,5,7,9} x D={1,3,7,15}) with 1 rank and with N ranks (each a
 // process, 1 thread, meeting on loopback through c10d's Gloo).
 //
-//   dashnas_bench_dist [--ranks N] [--steps S] [--repeats R] [--stage retrain|search]
+//   dashnas_bench_dist [--ranks N] [--steps S] [--repeats R] [--stage retrain|search|grid]
+//
+// --stage grid: DASH's 24-point grid on the plain network (hpo_grid dash,
+// one epoch of S global steps per point, 1,000 valid images), N ranks with
+// grid_spread off (every point data-parallel) and then auto (each learning
+// rate's points world_size at once, one per rank), per repeat: the grid's
+// seconds, points run, rounds spread, the choice, and off / auto.
 //
 // One JSON line per (repeat, stage, ranks): steps per second of each rank,
 // samples per second of the whole run, the speed-up over the one-rank run
@@ -38,13 +44,45 @@
 
 namespace {
 
-dash::task::Dataset fashion_mnist() {
+// The first `train` images as train, the next `valid` as valid.
+dash::task::Dataset fashion_mnist(int64_t train = 5000, int64_t valid = 0) {
   const std::string dir = "/usr/share/datasets/fashion-mnist/";
-  at::Tensor x = dash::task::load_array(dir + "train-images-idx3-ubyte.gz").narrow(0, 0, 5000);
-  at::Tensor y = dash::task::load_array(dir + "train-labels-idx1-ubyte.gz").narrow(0, 0, 5000);
+  at::Tensor x = dash::task::load_array(dir + "train-images-idx3-ubyte.gz").narrow(0, 0, train + valid);
+  at::Tensor y = dash::task::load_array(dir + "train-labels-idx1-ubyte.gz").narrow(0, 0, train + valid);
+  x = x.to(at::kFloat).reshape({-1, 1, 28, 28});
+  y = y.to(at::kLong);
   dash::task::Dataset d;
-  d.train = {x.to(at::kFloat).reshape({-1, 1, 28, 28}), y.to(at::kLong)};
+  d.train = {x.narrow(0, 0, train), y.narrow(0, 0, train)};
+  d.valid = {x.narrow(0, train, valid), y.narrow(0, train, valid)};
   return dash::search::prepare(d, nullptr);
+}
+
+// One rank of the grid stage: writes "grid MODE seconds points rounds lr".
+int run_grid_rank(int rank, int world, int port, int64_t steps, const std::string& mode, const std::string& out) {
+  torch::set_num_threads(1);
+  const auto spec = dash::task::TaskSpec::from_json(
+      {{"kind", "classification"}, {"input_shape", {1, 28, 28}}, {"num_classes", 10}});
+  dash::task::Dataset data = fashion_mnist(steps * 64 * world, 1000);
+  dash::dist::DistOptions o;
+  o.world_size = world;
+  o.rank = rank;
+  o.init = "tcp://127.0.0.1:" + std::to_string(port);
+  dash::search::SearchOptions so;
+  so.comm = dash::dist::connect(o, "bench-grid", false);
+  const int64_t per = data.train.size() / world;  // a shard each; valid every world-th row
+  data.train = {data.train.x.narrow(0, rank * per, per), data.train.y.narrow(0, rank * per, per)};
+  const at::Tensor rows = torch::arange(rank, data.valid.size(), world, torch::kLong);
+  data.valid = {data.valid.x.index_select(0, rows), data.valid.y.index_select(0, rows)};
+  so.arch_search = false;
+  so.hpo_grid = "dash";
+  so.hpo_epochs = 1;
+  so.batch_size = 64;
+  so.grid_spread = mode;
+  const auto outcome = dash::search::run_search(spec, data, so, nullptr);
+  const auto& hpo = outcome.report["hpo"];
+  std::ofstream(out) << "grid " << mode << " " << hpo["seconds"].get<double>() << " " << hpo["trials"].size()
+                     << " " << hpo["spread_rounds"].get<int64_t>() << " " << outcome.hp.lr << "\n";
+  return 0;
 }
 
 // One rank: `steps` steps of each stage; prints "stage seconds steps
@@ -107,6 +145,64 @@ int run_rank(int rank, int world, int port, int64_t steps, const std::string& on
   return 0;
 }
 
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Per repeat: `ranks` ranks with grid_spread off, then with auto.
+int grid_driver(const char* self, int ranks, int64_t steps, int repeats) {
+  std::vector<double> ratios;
+  for (int repeat = 0; repeat < repeats; ++repeat) {
+    double off_s = 0;
+    for (const std::string mode : {"off", "auto"}) {
+      const int p = dash_test::free_loopback_port();
+      std::vector<pid_t> pids;
+      const std::string file = "/tmp/dashnas_bench_grid." + std::to_string(getpid());
+      for (int r = 0; r < ranks; ++r) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+          const std::string rs = std::to_string(r), ws = std::to_string(ranks), ps = std::to_string(p),
+                            ss = std::to_string(steps), o = r == 0 ? file : "/dev/null";
+          execl("/proc/self/exe", self, "--rank", rs.c_str(), "--world", ws.c_str(), "--port", ps.c_str(),
+                "--steps", ss.c_str(), "--stage", "grid", "--spread", mode.c_str(), "--out", o.c_str(),
+                static_cast<char*>(nullptr));
+          _exit(127);
+        }
+        pids.push_back(pid);
+      }
+      for (pid_t pid : pids) waitpid(pid, nullptr, 0);
+      std::ifstream in(file);
+      std::string stage, got;
+      double seconds = 0, lr = 0;
+      int64_t points = 0, rounds = 0;
+      if (!(in >> stage >> got >> seconds >> points >> rounds >> lr)) {
+        std::fprintf(stderr, "grid stage, %s: rank 0 wrote nothing\n", mode.c_str());
+        return 1;
+      }
+      std::remove(file.c_str());
+      if (mode == "off") off_s = seconds;
+      const double ratio = mode == "off" ? 1.0 : off_s / seconds;
+      if (mode != "off") ratios.push_back(ratio);
+      std::printf(
+          "{\"bench\": \"dist\", \"task\": \"fashion_mnist-28x28-b64\", \"repeat\": %d, \"stage\": \"grid\", "
+          "\"ranks\": %d, \"threads_per_rank\": 1, \"grid_spread\": \"%s\", \"steps_per_point\": %lld, "
+          "\"seconds\": %.2f, \"points\": %lld, \"rounds_spread\": %lld, \"chosen_lr\": %g, "
+          "\"speedup_over_off\": %.3f}\n",
+          repeat, ranks, mode.c_str(), static_cast<long long>(steps), seconds, static_cast<long long>(points),
+          static_cast<long long>(rounds), lr, ratio);
+      std::fflush(stdout);
+    }
+  }
+  std::sort(ratios.begin(), ratios.end());
+  std::printf(
+      "{\"bench\": \"dist\", \"task\": \"fashion_mnist-28x28-b64\", \"stage\": \"grid\", \"ranks\": %d, "
+      "\"repeats\": %zu, \"speedup_over_off_median\": %.3f, \"min\": %.3f, \"max\": %.3f}\n",
+      ranks, ratios.size(), median_of(ratios), ratios.front(), ratios.back());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -114,6 +210,7 @@ int main(int argc, char** argv) {
   int64_t steps = 30;
   int repeats = 3;
   std::string out, only;  // only: one stage, or both when empty
+  std::string spread = "off";  // a grid rank's grid_spread
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--ranks")) ranks = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoll(argv[i + 1]);
@@ -123,12 +220,15 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--out")) out = argv[i + 1];
     else if (!std::strcmp(argv[i], "--repeats")) repeats = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--stage")) only = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--spread")) spread = argv[i + 1];
   }
-  if (!only.empty() && only != "retrain" && only != "search") {
-    std::fprintf(stderr, "--stage must be retrain or search, got '%s'\n", only.c_str());
+  if (!only.empty() && only != "retrain" && only != "search" && only != "grid") {
+    std::fprintf(stderr, "--stage must be retrain, search or grid, got '%s'\n", only.c_str());
     return 2;
   }
+  if (rank >= 0 && only == "grid") return run_grid_rank(rank, world, port, steps, spread, out);
   if (rank >= 0) return run_rank(rank, world, port, steps, only, out);
+  if (only == "grid") return grid_driver(argv[0], ranks, steps, repeats);
 
   // The driver: per repeat, one rank alone, then `ranks` ranks at once, each
   // a process.
@@ -183,7 +283,7 @@ int main(int argc, char** argv) {
     if (v.empty()) continue;
     std::sort(v.begin(), v.end());
     const size_t n = v.size();
-    const double median = n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    const double median = median_of(v);
     std::printf(
         "{\"bench\": \"dist\", \"task\": \"fashion_mnist-28x28-b64\", \"stage\": \"%s\", \"ranks\": %d, "
         "\"repeats\": %zu, \"steps\": %lld, \"speedup_median\": %.3f, \"speedup_min\": %.3f, "
