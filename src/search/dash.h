@@ -128,7 +128,8 @@ struct SearchOptions : CommonOptions {
   // "auto": a round of points that one process would all run (one learning
   // rate: the early stop cannot fall inside it); "always": any round of
   // world_size points (those the early stop would not have run are wasted);
-  // "off": every point data-parallel, one after another.
+  // "off": every point data-parallel, one after another (and no rank holds
+  // more than its own rows: a spread gathers every rank's train rows).
   std::string grid_spread = "auto";
 };
 
