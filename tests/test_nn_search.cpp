@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <tuple>
 
 #include "nn/architecture.h"
 #include "nn/backbones.h"
@@ -516,6 +518,74 @@ TEST(Search, TrialStepsRoundDownToACoarseSeries) {
   // 140 and 150 ms per step for a 30 s trial (7% apart) plan the same 200.
   EXPECT_EQ(round_down_coarse(30 / 0.140), 200);
   EXPECT_EQ(round_down_coarse(30 / 0.150), 200);
+}
+
+// grid_runs_whole against the early stop itself, played out: for every
+// pattern of which points beat the best so far, one process's run of the
+// grid (points in order; at a change of learning rate it ends if the best
+// is still the one it was at the previous change). Wherever that run
+// reaches a point i, a round [i, i + n) that grid_runs_whole calls whole
+// must have run to its end; and the rounds it refuses must be cut in some
+// pattern (else a spread was missed).
+TEST(Search, GridSpreadsOnlyRoundsOneProcessWouldRunWhole) {
+  using dash::search::grid_runs_whole;
+  auto grid_of = [](const std::vector<double>& lrs) {
+    std::vector<dash::train::Hyperparams> g;
+    for (double lr : lrs) g.push_back({lr, 0.9, 5e-4, 0.0});
+    return g;
+  };
+  std::vector<double> dash_lrs;
+  for (const auto& hp : dash::search::dash_grid()) dash_lrs.push_back(hp.lr);
+  const std::vector<std::vector<double>> grids = {
+      {0.1, 0.03, 0.01}, {0.1, 0.1, 0.01, 0.01, 0.001, 0.001}, {0.1, 0.1, 0.1, 0.01, 0.001, 0.001, 0.001}, dash_lrs};
+  for (const auto& lrs : grids) {
+    const auto grid = grid_of(lrs);
+    const size_t m = grid.size();
+    // (i, change seen at i, n) -> ran whole in every pattern that reached it / in none, seen at all.
+    std::map<std::tuple<size_t, bool, size_t>, std::pair<bool, bool>> seen;
+    // Patterns: each point after the first wins or not (the dash grid: the
+    // first 12 points' bits, the rest repeat them, which reaches every
+    // group boundary with the best both changed and unchanged).
+    const size_t bits = std::min<size_t>(m - 1, 12);
+    for (uint32_t wins = 0; wins < (1u << bits); ++wins) {
+      auto won = [&](size_t k) { return k > 0 && ((wins >> ((k - 1) % bits)) & 1u); };
+      std::vector<size_t> ran;
+      std::vector<bool> changed_at;
+      int64_t best = -1, at_change = -1;
+      for (size_t k = 0; k < m; ++k) {
+        if (k > 0 && grid[k].lr != grid[k - 1].lr) {
+          if (at_change >= 0 && best == at_change) break;
+          at_change = best;
+        }
+        ran.push_back(k);
+        changed_at.push_back(at_change >= 0);
+        if (best < 0 || won(k)) best = static_cast<int64_t>(k);
+      }
+      for (size_t i : ran) {
+        for (size_t n = 2; n <= 3; ++n) {
+          const bool whole = ran.back() + 1 >= std::min(i + n, m);
+          const bool said = grid_runs_whole(grid, i, n, changed_at[i]);
+          if (said) EXPECT_TRUE(whole) << "point " << i << " n " << n << " wins " << wins;
+          auto& s = seen[{i, changed_at[i], n}];
+          s.first = s.first || !whole;  // cut in some pattern
+          s.second = said;
+        }
+      }
+    }
+    for (const auto& [key, s] : seen) {
+      EXPECT_TRUE(s.first || s.second) << "round at " << std::get<0>(key) << " of " << std::get<2>(key)
+                                       << " always runs whole but is not spread (grid of " << m << ")";
+    }
+  }
+  // The two named grids with two ranks: the small grid's first two points
+  // (the first change only records), not its last two; DASH's groups of 8.
+  const auto small = dash::search::small_grid();
+  EXPECT_TRUE(grid_runs_whole(small, 0, 2, false));
+  EXPECT_FALSE(grid_runs_whole(small, 1, 2, true));
+  const auto dash_grid = dash::search::dash_grid();
+  EXPECT_TRUE(grid_runs_whole(dash_grid, 6, 2, false));
+  EXPECT_TRUE(grid_runs_whole(dash_grid, 7, 2, false));  // across the first change
+  EXPECT_FALSE(grid_runs_whole(dash_grid, 15, 2, true));
 }
 
 // A stage planned in steps ends after them, its cosine schedule runs over

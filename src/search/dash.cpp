@@ -734,6 +734,15 @@ bool layer_settles(int64_t held, double lead, size_t frozen, size_t layers, int6
   return 4 * frozen >= 3 * layers && held >= kStragglerHolds * patience;
 }
 
+bool grid_runs_whole(const std::vector<train::Hyperparams>& grid, size_t i, size_t n, bool lr_changed) {
+  for (size_t k = i + 1; k < std::min(i + n, grid.size()); ++k) {
+    if (grid[k].lr == grid[k - 1].lr) continue;
+    if (lr_changed) return false;
+    lr_changed = true;
+  }
+  return true;
+}
+
 int64_t round_down_coarse(double n) {
   if (!(n >= 1)) return 1;
   static const double kSeries[] = {1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8};
@@ -1081,8 +1090,9 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     };
     // Spread rounds (grid_spread): world_size points at once, each whole on
     // one rank at the global batch, where at least that many are left (and,
-    // "auto", all at the learning rate of the first, so that none of them
-    // is run for nothing: one process runs a learning rate's group whole). A
+    // "auto", only points that one process would all run, so that none of
+    // them is run for nothing: a learning rate's group, or a round across
+    // the grid's first change of learning rate, which only records). A
     // point's steps are what it would take data-parallel, and one rank takes
     // world_size times as long per step at the global batch, so a round gets
     // world_size trials' time: the grid's compute is the same, without a
@@ -1099,11 +1109,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     // Whether points [i, i + world) make a round.
     auto round_at = [&](size_t i) {
       if (!spread || grid.size() - i < static_cast<size_t>(world)) return false;
-      if (o.grid_spread == "always") return true;
-      for (size_t k = i + 1; k < i + static_cast<size_t>(world); ++k) {
-        if (grid[k].lr != grid[i].lr) return false;
-      }
-      return true;
+      return o.grid_spread == "always" ||
+             grid_runs_whole(grid, i, static_cast<size_t>(world), best_at_lr_change >= 0);
     };
     task::Dataset whole;             // every rank's train and valid rows, once a round needs them
     std::vector<double> best_folds;  // the best trial's scores on whole.valid's folds ...

@@ -125,8 +125,8 @@ struct SearchOptions : CommonOptions {
   // may run world_size at a time, each whole on one rank (every rank's train
   // and valid rows, the global batch, no messages while it trains), every
   // rank replaying the one-process grid's decisions over their results.
-  // "auto": a round of points that one process would all run (one learning
-  // rate: the early stop cannot fall inside it); "always": any round of
+  // "auto": a round of points that one process would all run (the early
+  // stop cannot fall inside it: grid_runs_whole); "always": any round of
   // world_size points (those the early stop would not have run are wasted);
   // "off": every point data-parallel, one after another (and no rank holds
   // more than its own rows: a spread gathers every rank's train rows).
@@ -205,6 +205,13 @@ int64_t round_down_coarse(double n);
 // DASH's default candidates: 2D K={3,5,7,9} x D={1,3,7,15};
 // 1D K={3,7,11,15,19} x D={1,3,7,15}.
 ops::CandidateSpace default_space(int dims);
+
+// Whether one process, having reached point `i` of `grid`, runs all of
+// points [i, i + n): the grid's early stop can fall only where the learning
+// rate changes and an earlier change has been seen (the first records the
+// best so far, the next ends the grid if that is still the best).
+// `lr_changed`: a change at or before point i has been seen.
+bool grid_runs_whole(const std::vector<train::Hyperparams>& grid, size_t i, size_t n, bool lr_changed);
 
 // lr {0.1, 0.03, 0.01} x dropout {0} x wd {5e-4} x momentum {0.9}, lr-major.
 std::vector<train::Hyperparams> small_grid();

@@ -254,9 +254,11 @@ std::vector<json> grid_on_two_ranks(const std::string& spread, const std::string
 // and scores as it does in one process given all the rows, the ranks replay
 // the one-process decisions, so they choose what one process chooses, and
 // the chosen trial's weights reach every rank (the retrain starts from them:
-// its model is one process's). "auto" spreads no round of this grid (each
-// point has its own learning rate, so the early stop may fall between any
-// two): every point runs data-parallel, and the choice is the same.
+// its model is one process's). "auto" spreads the same first round (its
+// change of learning rate is the grid's first, which only records the best)
+// and would not spread points 1 and 2 (the early stop may fall between
+// them: Search.GridSpreadsOnlyRoundsOneProcessWouldRunWhole); point 2, alone
+// after the round, runs data-parallel, and the choice is the same.
 TEST(Distributed, TwoRanksSpreadTheGridAndChooseAsOneProcess) {
   SKIP_WITHOUT_GLOO();
   const json alone = grid_run(1, 0, 0, "");
@@ -290,8 +292,15 @@ TEST(Distributed, TwoRanksSpreadTheGridAndChooseAsOneProcess) {
   const std::vector<json> together = grid_on_two_ranks("auto");
   for (const auto& r : together) ASSERT_FALSE(r.contains("error")) << r;
   EXPECT_EQ(together[0]["search"]["hpo"]["chosen"], one["chosen"]);
-  EXPECT_EQ(together[0]["search"]["hpo"]["spread_rounds"], 0);
-  EXPECT_FALSE(together[0]["search"]["hpo"]["trials"][0].contains("rank"));
+  const json& auto_hpo = together[0]["search"]["hpo"];
+  EXPECT_EQ(auto_hpo["spread_rounds"], 1);
+  ASSERT_EQ(auto_hpo["trials"].size(), one["trials"].size());
+  for (size_t i = 0; i < auto_hpo["trials"].size(); ++i) {
+    const json& t = auto_hpo["trials"][i];
+    EXPECT_FALSE(t.contains("discarded")) << t;
+    if (i < 2) EXPECT_EQ(t["rank"], static_cast<int>(i)) << t;
+    else EXPECT_FALSE(t.contains("rank")) << t;
+  }
 }
 
 // "auto" spreads DASH's grid by its learning rates' groups of 8: the
