@@ -5,11 +5,13 @@
 // process, 1 thread, meeting on loopback through c10d's Gloo).
 //
 //   dashnas_bench_dist [--ranks N] [--steps S] [--repeats R] [--stage retrain|search|grid]
+//                      [--grid dash|small]
 //
-// --stage grid: DASH's 24-point grid on the plain network (hpo_grid dash,
-// one epoch of S global steps per point, 1,000 valid images), N ranks with
-// grid_spread off (every point data-parallel) and then auto (each learning
-// rate's points world_size at once, one per rank), per repeat: the grid's
+// --stage grid [--grid dash|small]: a grid on the plain network (default
+// DASH's 24 points, hpo_grid dash; small: lr 0.1, 0.03, 0.01), one epoch of
+// S global steps per point, 1,000 valid images, N ranks with grid_spread off
+// (every point data-parallel) and then auto (world_size points at once, one
+// per rank, where one process would run them all), per repeat: the grid's
 // seconds, points run, rounds spread, the choice, and off / auto.
 //
 // One JSON line per (repeat, stage, ranks): steps per second of each rank,
@@ -41,6 +43,7 @@
 #include "support/free_port.h"
 #include "search/dash.h"
 #include "task/io.h"
+#include "util/malloc_tuning.h"
 
 namespace {
 
@@ -58,7 +61,8 @@ dash::task::Dataset fashion_mnist(int64_t train = 5000, int64_t valid = 0) {
 }
 
 // One rank of the grid stage: writes "grid MODE seconds points rounds lr".
-int run_grid_rank(int rank, int world, int port, int64_t steps, const std::string& mode, const std::string& out) {
+int run_grid_rank(int rank, int world, int port, int64_t steps, const std::string& grid, const std::string& mode,
+                  const std::string& out) {
   torch::set_num_threads(1);
   const auto spec = dash::task::TaskSpec::from_json(
       {{"kind", "classification"}, {"input_shape", {1, 28, 28}}, {"num_classes", 10}});
@@ -74,7 +78,7 @@ int run_grid_rank(int rank, int world, int port, int64_t steps, const std::strin
   const at::Tensor rows = torch::arange(rank, data.valid.size(), world, torch::kLong);
   data.valid = {data.valid.x.index_select(0, rows), data.valid.y.index_select(0, rows)};
   so.arch_search = false;
-  so.hpo_grid = "dash";
+  so.hpo_grid = grid;
   so.hpo_epochs = 1;
   so.batch_size = 64;
   so.grid_spread = mode;
@@ -152,7 +156,7 @@ double median_of(std::vector<double> v) {
 }
 
 // Per repeat: `ranks` ranks with grid_spread off, then with auto.
-int grid_driver(const char* self, int ranks, int64_t steps, int repeats) {
+int grid_driver(const char* self, int ranks, int64_t steps, int repeats, const std::string& grid) {
   std::vector<double> ratios;
   for (int repeat = 0; repeat < repeats; ++repeat) {
     double off_s = 0;
@@ -166,7 +170,8 @@ int grid_driver(const char* self, int ranks, int64_t steps, int repeats) {
           const std::string rs = std::to_string(r), ws = std::to_string(ranks), ps = std::to_string(p),
                             ss = std::to_string(steps), o = r == 0 ? file : "/dev/null";
           execl("/proc/self/exe", self, "--rank", rs.c_str(), "--world", ws.c_str(), "--port", ps.c_str(),
-                "--steps", ss.c_str(), "--stage", "grid", "--spread", mode.c_str(), "--out", o.c_str(),
+                "--steps", ss.c_str(), "--stage", "grid", "--grid", grid.c_str(), "--spread", mode.c_str(),
+                "--out", o.c_str(),
                 static_cast<char*>(nullptr));
           _exit(127);
         }
@@ -187,30 +192,33 @@ int grid_driver(const char* self, int ranks, int64_t steps, int repeats) {
       if (mode != "off") ratios.push_back(ratio);
       std::printf(
           "{\"bench\": \"dist\", \"task\": \"fashion_mnist-28x28-b64\", \"repeat\": %d, \"stage\": \"grid\", "
-          "\"ranks\": %d, \"threads_per_rank\": 1, \"grid_spread\": \"%s\", \"steps_per_point\": %lld, "
+          "\"grid\": \"%s\", \"ranks\": %d, \"threads_per_rank\": 1, \"grid_spread\": \"%s\", "
+          "\"steps_per_point\": %lld, "
           "\"seconds\": %.2f, \"points\": %lld, \"rounds_spread\": %lld, \"chosen_lr\": %g, "
           "\"speedup_over_off\": %.3f}\n",
-          repeat, ranks, mode.c_str(), static_cast<long long>(steps), seconds, static_cast<long long>(points),
-          static_cast<long long>(rounds), lr, ratio);
+          repeat, grid.c_str(), ranks, mode.c_str(), static_cast<long long>(steps), seconds,
+          static_cast<long long>(points), static_cast<long long>(rounds), lr, ratio);
       std::fflush(stdout);
     }
   }
   std::sort(ratios.begin(), ratios.end());
   std::printf(
-      "{\"bench\": \"dist\", \"task\": \"fashion_mnist-28x28-b64\", \"stage\": \"grid\", \"ranks\": %d, "
-      "\"repeats\": %zu, \"speedup_over_off_median\": %.3f, \"min\": %.3f, \"max\": %.3f}\n",
-      ranks, ratios.size(), median_of(ratios), ratios.front(), ratios.back());
+      "{\"bench\": \"dist\", \"task\": \"fashion_mnist-28x28-b64\", \"stage\": \"grid\", \"grid\": \"%s\", "
+      "\"ranks\": %d, \"repeats\": %zu, \"speedup_over_off_median\": %.3f, \"min\": %.3f, \"max\": %.3f}\n",
+      grid.c_str(), ranks, ratios.size(), median_of(ratios), ratios.front(), ratios.back());
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  dash::util::tune_malloc_for_training();  // what the C ABI's calls do by default (option tune_malloc)
   int ranks = 2, rank = -1, world = 1, port = 0;
   int64_t steps = 30;
   int repeats = 3;
   std::string out, only;  // only: one stage, or both when empty
   std::string spread = "off";  // a grid rank's grid_spread
+  std::string grid = "dash";   // the grid stage's hpo_grid
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--ranks")) ranks = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoll(argv[i + 1]);
@@ -221,14 +229,19 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--repeats")) repeats = std::max(1, std::atoi(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--stage")) only = argv[i + 1];
     else if (!std::strcmp(argv[i], "--spread")) spread = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--grid")) grid = argv[i + 1];
   }
   if (!only.empty() && only != "retrain" && only != "search" && only != "grid") {
     std::fprintf(stderr, "--stage must be retrain, search or grid, got '%s'\n", only.c_str());
     return 2;
   }
-  if (rank >= 0 && only == "grid") return run_grid_rank(rank, world, port, steps, spread, out);
+  if (grid != "dash" && grid != "small") {
+    std::fprintf(stderr, "--grid must be dash or small, got '%s'\n", grid.c_str());
+    return 2;
+  }
+  if (rank >= 0 && only == "grid") return run_grid_rank(rank, world, port, steps, grid, spread, out);
   if (rank >= 0) return run_rank(rank, world, port, steps, only, out);
-  if (only == "grid") return grid_driver(argv[0], ranks, steps, repeats);
+  if (only == "grid") return grid_driver(argv[0], ranks, steps, repeats, grid);
 
   // The driver: per repeat, one rank alone, then `ranks` ranks at once, each
   // a process.

@@ -21,6 +21,7 @@
 #include "search/dash.h"
 #include "task/dataset.h"
 #include "task/io.h"
+#include "util/malloc_tuning.h"
 
 namespace {
 
@@ -71,6 +72,7 @@ Case long_sequence() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dash::util::tune_malloc_for_training();  // what the C ABI's calls do by default (option tune_malloc)
   int threads = 2;
   double budget = 120;
   int64_t plain_steps = 40;

@@ -159,6 +159,10 @@ const std::vector<OptionDef>& table() {
            "random seed: same seed, data and threads give the same result"),
       every_call("threads", "int", [](auto& c) -> auto& { return c.runtime.threads; }, {}, at_least(0),
                  "compute threads for the whole process; 0: all cores (evaluate: as the process has them)"),
+      every_call("tune_malloc", "bool", [](auto& c) -> auto& { return c.runtime.tune_malloc; }, {}, {},
+                 "glibc's malloc, for the whole process: keep freed blocks of up to 256 MB for reuse instead "
+                 "of mapping and zero-filling them afresh each step (with another job on the machine, large "
+                 "steps ran up to 2x slower without); false: leave malloc as the application set it"),
       every_call("device", "string", [](auto& c) -> auto& { return c.runtime.device; }, {"auto", "cpu", "cuda"},
                  {},
                  "where to compute; auto picks CUDA when built with it and a GPU is present (evaluate: "
@@ -267,8 +271,8 @@ const std::vector<OptionDef>& table() {
       search_only("grid_spread", "string", [](auto& c) -> auto& { return c.search.grid_spread; },
                   {"auto", "always", "off"}, {},
                   "with world_size > 1, grid points run world_size at once, each whole on one rank: auto where "
-                  "one process would run them all (one learning rate), always (the early stop's skips run "
-                  "too), off (each data-parallel over all ranks)"),
+                  "one process would run them all (the grid's early stop cannot fall inside the round), always "
+                  "(the early stop's skips run too), off (each data-parallel over all ranks)"),
       search_only("hpo_share", "number", [](auto& c) -> auto& { return c.search.hpo_share; }, {},
                   within(0, false, 1, false), "share of time_budget_s given to the guard and the grid"),
       both("fft_planner", "string", [](auto& c) -> auto& { return c.runtime.fft_planner; },

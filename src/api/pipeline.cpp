@@ -13,6 +13,7 @@
 #include "ops/cpu/fftw_plans.h"
 #include "search/dash.h"
 #include "util/errors.h"
+#include "util/malloc_tuning.h"
 
 namespace dash::api {
 
@@ -27,6 +28,7 @@ void apply(const RuntimeOptions& o) {
   torch::set_num_threads(o.threads > 0 ? o.threads
                                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   ops::cpu::set_fft_planner(o.fft_planner);
+  if (o.tune_malloc) util::tune_malloc_for_training();
 }
 
 // train (its first max_train rows), valid (carved from train when unset),
@@ -357,6 +359,7 @@ json evaluate_call(const model::TrainedModel& model, const TaskData& task, Split
                                 model.device().str() + ": dash_model_set_device moves it");
   }
   if (o.threads > 0) torch::set_num_threads(o.threads);
+  if (o.tune_malloc) util::tune_malloc_for_training();
   const json work = {{"split", split_name(split)}, {"architecture", model.architecture().to_json()}};
   const auto comm = join(task, options, model.device().is_cuda(), {split}, work);
   task::Split data = task.splits[split];
