@@ -128,9 +128,11 @@ struct SearchOptions : CommonOptions {
   // "auto": a round of points that one process would all run (the early
   // stop cannot fall inside it: grid_runs_whole); "always": any round of
   // world_size points (those the early stop would not have run are wasted);
-  // "off": every point data-parallel, one after another (and no rank holds
-  // more than its own rows: a spread gathers every rank's train rows).
-  std::string grid_spread = "auto";
+  // "off" (the default): every point data-parallel, one after another (and
+  // no rank holds more than its own rows: a spread gathers every rank's
+  // train rows). Off by default because spreading did not pay on the
+  // machines measured: README "More than one machine" has the figures.
+  std::string grid_spread = "off";
 };
 
 // The guard's decision from its paired test: `advantage` and `stderr_` are

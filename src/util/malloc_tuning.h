@@ -6,7 +6,8 @@
 // here; with another training process beside it, it doubled the step time
 // of a plain WRN-16-1 at batch 128 (14.3 s against 7.5 s per Fashion-MNIST
 // epoch, side by side, 1 thread each) and made a supernet's first 20 steps
-// 38% slower (13.9 s against 10.1 s; README "Performance" has the commands).
+// 38% slower (13.9 s against 10.1 s; README "Environment notes" has the
+// commands).
 
 namespace dash::util {
 
