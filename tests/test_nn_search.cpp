@@ -625,6 +625,58 @@ TEST(Training, AStagePlannedInStepsLearnsTheSameWhateverItsBudget) {
   EXPECT_EQ(c.steps_done, 10);
 }
 
+TEST(Training, TheScheduleHoldsThenDecaysByACosine) {
+  using dash::train::scheduled_lr;
+  const double pi = M_PI;
+  // decay_share 1 is the plain cosine over the whole stage.
+  for (double p : {0.0, 0.1, 0.5, 0.9, 1.0}) EXPECT_EQ(scheduled_lr(0.1, p, 1.0), 0.1 * 0.5 * (1 + std::cos(pi * p)));
+  // 0.25: the base rate up to 3/4, then a cosine over the last quarter.
+  EXPECT_EQ(scheduled_lr(0.1, 0.0, 0.25), 0.1);
+  EXPECT_EQ(scheduled_lr(0.1, 0.75, 0.25), 0.1);
+  EXPECT_NEAR(scheduled_lr(0.1, 0.875, 0.25), 0.05, 1e-15);
+  EXPECT_NEAR(scheduled_lr(0.1, 0.8, 0.25), 0.1 * 0.5 * (1 + std::cos(pi * 0.2)), 1e-15);
+  EXPECT_NEAR(scheduled_lr(0.1, 1.0, 0.25), 0.0, 1e-15);
+  EXPECT_NEAR(scheduled_lr(0.1, 0.75 + 1e-9, 0.25), 0.1, 1e-9);  // no jump where the decay starts
+  EXPECT_NEAR(scheduled_lr(0.1, 7.0, 0.25), 0.0, 1e-15);         // progress is clamped
+  EXPECT_EQ(scheduled_lr(0.1, -1.0, 0.25), 0.1);
+}
+
+// Two stages from the same weights and seed, planned for 10 and 20 steps:
+// with a decay over the last 40% both hold the rate for their first 6
+// steps, so the first epoch (4 steps) is the same step for step; with a
+// cosine over the whole stage their rates differ from the second step on.
+TEST(Training, StagesOfDifferentLengthsTakeTheSameStepsUntilTheShorterDecays) {
+  const auto spec = binary_1d_spec();
+  const auto data = far_apart_task(128, 3);  // 4 steps per epoch at batch 32
+  auto train_for = [&](int64_t steps, double decay_share) {
+    torch::manual_seed(5);
+    dash::nn::LayerSetup fixed;
+    fixed.architecture = Architecture::plain("resnet1d-1", 9);
+    dash::nn::Backbone net(dash::nn::backbone_for(spec, 3, 1, 0.0, 0), fixed);
+    dash::train::StageOptions to;
+    to.epochs = 0;
+    to.max_steps = steps;
+    to.batch_size = 32;
+    to.keep_best = false;
+    to.decay_share = decay_share;
+    to.seed = 9;
+    return dash::train::run_stage(net, spec, data, to, nullptr);
+  };
+  const double lr = dash::train::Hyperparams{}.lr;
+  const auto short_hold = train_for(10, 0.4), long_hold = train_for(20, 0.4);
+  ASSERT_GE(short_hold.history.size(), 2u);
+  ASSERT_GE(long_hold.history.size(), 2u);
+  EXPECT_EQ(short_hold.history[0].train_loss, long_hold.history[0].train_loss);
+  EXPECT_EQ(short_hold.history[0].lr, lr);
+  EXPECT_EQ(long_hold.history[0].lr, lr);
+  // The shorter one's last (tenth) step ran at progress 0.9: 3/4 of its decay.
+  EXPECT_NEAR(short_hold.history.back().lr, lr * 0.5 * (1 + std::cos(M_PI * 0.75)), 1e-12);
+  const auto short_cos = train_for(10, 1.0), long_cos = train_for(20, 1.0);
+  EXPECT_NE(short_cos.history[0].train_loss, long_cos.history[0].train_loss);
+  EXPECT_THROW(train_for(10, 0.0), std::invalid_argument);
+  EXPECT_THROW(train_for(10, 1.5), std::invalid_argument);
+}
+
 // The class compares two neighbouring values. Every searchable layer at k=3,
 // d=15 combines only inputs 15 apart, so that network cannot compare them
 // and stays at chance, while the plain backbone learns it. The guard trains

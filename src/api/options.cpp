@@ -211,6 +211,11 @@ const std::vector<OptionDef>& table() {
       retrain_only("warm_start", "bool", [](auto& c) -> auto& { return c.retrain.warm_start; }, {},
                    "start from the weights the search's winning trial trained (an architecture from "
                    "dash_search in this process, same width and depth); false: from random weights"),
+      retrain_only("decay_share", "number", [](auto& c) -> auto& { return c.retrain.decay_share; },
+                   within(0, false, 1, true),
+                   "the learning rate holds at lr until the last decay_share of the retrain's budget, then "
+                   "follows a cosine to 0; 1: a cosine over the whole retrain. Below 1, retrains of different "
+                   "lengths from the same weights and seed take the same steps until the shorter one's decay"),
       search_only("arch_search", "bool", [](auto& c) -> auto& { return c.search.arch_search; }, {}, {},
                   "false: no search, the plain backbone (k=3, d=1) with the same hyperparameter grid"),
       search_only("arch_lr", "number", [](auto& c) -> auto& { return c.search.arch.lr; }, {},

@@ -166,6 +166,10 @@ struct RetrainOptions : CommonOptions {
   // (same backbone, width, depth and architecture): the search's time on
   // that trial is not thrown away. A resumed checkpoint still wins.
   bool warm_start = true;
+  // The retrain's learning rate holds until the last decay_share of its
+  // budget, then decays (train::StageOptions::decay_share); 1: a cosine
+  // over the whole retrain.
+  double decay_share = 1.0;
   // Not options: a training step's time measured before the call (0:
   // none; api::retrain takes the search's timed step of the plain backbone),
   // so that a budget too short to learn in is said before training starts;

@@ -403,6 +403,12 @@ KeptChoice choose_kept(task::MetricKind metric, const FoldScores& best, const Fo
                      ") is within keep_best_stderrs standard errors: the last weights, where the schedule ends"};
 }
 
+double scheduled_lr(double base, double progress, double decay_share) {
+  const double hold = 1.0 - decay_share;  // the share of the stage at base
+  progress = std::min(1.0, std::max(0.0, progress));
+  return progress <= hold ? base : cosine_lr(base, (progress - hold) / decay_share);
+}
+
 int64_t steps_per_epoch(int64_t n, int64_t batch_size, double batch_fraction) {
   const int64_t batches = (n + batch_size - 1) / batch_size;
   return batch_fraction >= 1
@@ -421,6 +427,9 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   if (opt.batch_size < 1) throw std::invalid_argument(opt.stage + ": batch_size must be >= 1");
   if (!(opt.batch_fraction > 0 && opt.batch_fraction <= 1)) {
     throw std::invalid_argument(opt.stage + ": batch_fraction must be in (0, 1]");
+  }
+  if (!(opt.decay_share > 0 && opt.decay_share <= 1)) {
+    throw std::invalid_argument(opt.stage + ": decay_share must be in (0, 1], got " + std::to_string(opt.decay_share));
   }
   check_augment_applies(opt.augment, spec.kind, opt.stage);
 
@@ -615,8 +624,8 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       const double elapsed = seconds_since(t0);
       double frac = total_steps > 0 ? static_cast<double>(s.global_step) / static_cast<double>(total_steps) : 0;
       if (opt.time_budget_s > 0 && opt.max_steps == 0) frac = std::max(frac, elapsed / opt.time_budget_s);
-      set_lr(weights, cosine_lr(opt.hp.lr, frac));
-      if (arch) set_lr(*arch, cosine_lr(opt.arch.lr, frac));
+      set_lr(weights, scheduled_lr(opt.hp.lr, frac, opt.decay_share));
+      if (arch) set_lr(*arch, scheduled_lr(opt.arch.lr, frac, opt.decay_share));
       weights.step();
       if (arch_steps) arch->step();
       ++s.global_step;

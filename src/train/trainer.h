@@ -56,6 +56,12 @@ struct StageOptions {
   int64_t batch_size = kBatchSize;
   double batch_fraction = 1.0;  // share of the shuffled train batches used per epoch
   Hyperparams hp;
+  // The learning rate holds at hp.lr (and arch.lr) until the last
+  // decay_share of the stage's progress, then follows a cosine to 0 over that
+  // share (scheduled_lr); 1: a cosine over the whole stage. Below 1, two
+  // stages of different lengths from the same weights and seed take the same
+  // steps until the shorter one starts its decay.
+  double decay_share = 1.0;
   Augment augment;              // of each train batch (classification and multilabel only)
   double clip_grad_norm = 0;    // of the weights' gradients; 0: off
   bool search = false;          // also train the architecture logits
@@ -187,6 +193,11 @@ KeptChoice choose_kept(task::MetricKind metric, const FoldScores& best, const Fo
 // by the slowest rank.
 Evaluation evaluate(nn::Backbone& model, const task::TaskSpec& spec, const task::Split& split,
                     int64_t batch_size, double max_seconds = 0, dist::Communicator* comm = nullptr);
+
+// The learning rate at `progress` (0 .. 1, clamped) of a stage whose rate
+// holds at `base` and decays by a cosine to 0 over the last `decay_share`
+// (in (0, 1]; 1: a cosine over the whole stage).
+double scheduled_lr(double base, double progress, double decay_share);
 
 // Steps in one epoch of n training samples at batch_size, of which a share
 // batch_fraction is used (at least one batch).
