@@ -19,11 +19,12 @@ for path in sys.argv[1:]:
     runs = [r for r in json.load(open(path)) if r.get("side_by_side")]
     if not runs:
         continue
-    # The newest commit's runs only, one per (method, seed).
-    commit = runs[-1]["commit"]
+    # The newest commit's runs with the newest run's options (run_evidence.sh's
+    # SET) only, one per (method, seed).
+    commit, options = runs[-1]["commit"], runs[-1].get("set", [])
     pairs = {}
     for r in runs:
-        if r["commit"] == commit:
+        if r["commit"] == commit and r.get("set", []) == options:
             pairs.setdefault(r["seed"], {})[r["method"]] = r
     pairs = {s: p for s, p in pairs.items() if "dash" in p and "backbone" in p}
     if not pairs:
@@ -37,7 +38,7 @@ for path in sys.argv[1:]:
     kept = sum(1 for p in pairs.values()
                if any((l["kernel_size"], l["dilation"]) != (3, 1)
                       for l in p["dash"]["architecture"]["layers"]))
-    name = d0["metric_name"] + ("" if hib else " (lower is better)")
+    name = d0["metric_name"] + ("" if hib else " (lower is better)") + "".join(f", {o}" for o in options)
     print(f"| {d0['task']} | {name} | {len(pairs)} | {statistics.mean(back):.4f} +- {sd(back):.4f} | "
           f"{statistics.mean(dash):.4f} +- {sd(dash):.4f} | {min(gain):+.4f} | "
           f"{max(p['dash']['wall_s'] for p in pairs.values()):.0f} | {d0['budget_s']:.0f} | "

@@ -86,7 +86,7 @@ for task in "${tasks[@]}"; do
       core=none
       if [ ${#pin[@]} -gt 0 ]; then core=${cores[$i]}; fi
       i=$((i + 1))
-      /usr/bin/python3 - "$out" "$results/$task.json" "$task" "$seed" "$core" <<'PY'
+      /usr/bin/python3 - "$out" "$results/$task.json" "$task" "$seed" "$core" "${SET:-}" <<'PY'
 import json, os, sys
 run = json.load(open(sys.argv[1]))
 path = sys.argv[2]
@@ -95,6 +95,8 @@ entry = {"task": sys.argv[3], "task_spec": run["task"], "threads": 1, "seed": in
          "side_by_side": True}
 if sys.argv[5] != "none":
     entry["core"] = int(sys.argv[5])
+if sys.argv[6].split():
+    entry["set"] = sys.argv[6].split()  # the experiment's options, as SET gave them
 for k in ["method", "metric_name", "metric", "higher_is_better", "wall_s", "search_s",
           "retrain_s", "budget_s", "commit", "library_version", "architecture", "hyperparameters",
           "training"]:
