@@ -677,6 +677,69 @@ TEST(Training, StagesOfDifferentLengthsTakeTheSameStepsUntilTheShorterDecays) {
   EXPECT_THROW(train_for(10, 1.5), std::invalid_argument);
 }
 
+// A regression (the product of two values 24 apart, times 10) trained at a
+// rate that blows it up. Without retries the stage fails and says to lower
+// the rate; with them it steps back to the epoch's start and trains it again
+// at 0.3 times the rate, from the stage's start where the epoch blows up
+// again, until the loss stays finite; it ends every epoch and says so; past
+// its retries it fails again, saying how often it stepped back.
+TEST(Training, ANonFiniteLossStepsBackAtALowerRate) {
+  const auto spec = dash::task::TaskSpec::from_json(
+      {{"kind", "regression"}, {"input_shape", {1, 48}}, {"num_outputs", 1}});
+  auto data = far_apart_task(128, 3);
+  for (auto* split : {&data.train, &data.valid, &data.test}) {
+    split->y = (split->x.select(1, 0).select(1, 10) * split->x.select(1, 0).select(1, 34) * 10).unsqueeze(1);
+  }
+  auto train = [&](double lr, int64_t retries) {
+    torch::manual_seed(5);
+    dash::nn::LayerSetup fixed;
+    fixed.architecture = Architecture::plain("resnet1d-1", 9);
+    dash::nn::Backbone net(dash::nn::backbone_for(spec, 3, 1, 0.0, 0), fixed);
+    dash::train::StageOptions to;
+    to.epochs = 3;
+    to.batch_size = 32;
+    to.keep_best = false;
+    to.seed = 9;
+    to.hp.lr = lr;
+    to.diverge_retries = retries;
+    auto r = dash::train::run_stage(net, spec, data, to, nullptr);
+    for (const auto& p : net->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+    return r;
+  };
+  constexpr double kHigh = 10;
+  const auto calm = train(kHigh * std::pow(dash::train::kDivergeBackoff, 3), 0);
+  EXPECT_EQ(calm.lr_backoffs, 0);
+  EXPECT_EQ(calm.lr_scale, 1.0);
+  try {
+    train(kHigh, 0);
+    ADD_FAILURE() << "a non-finite loss without retries must fail";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("lower the learning rate"), std::string::npos) << e.what();
+  }
+  const auto r = train(kHigh, 3);
+  ASSERT_GE(r.lr_backoffs, 1);
+  EXPECT_NEAR(r.lr_scale, std::pow(dash::train::kDivergeBackoff, static_cast<double>(r.lr_backoffs)), 1e-12);
+  ASSERT_EQ(r.history.size(), 3u);
+  for (size_t i = 0; i < r.history.size(); ++i) {
+    EXPECT_EQ(r.history[i].epoch, static_cast<int64_t>(i + 1));
+    EXPECT_TRUE(std::isfinite(r.history[i].train_loss));
+  }
+  EXPECT_EQ(r.steps_done, 12);  // 3 epochs of 4 steps: the steps before a step back are not counted
+  // The last (twelfth) step ran at progress 11/12 of the cosine, at the lower rate.
+  EXPECT_NEAR(r.history.back().lr, kHigh * r.lr_scale * 0.5 * (1 + std::cos(M_PI * 11.0 / 12.0)), 1e-9);
+  // Here the second epoch blew up at 10 and again, from its start, at 3:
+  // its start (finite weights from a first epoch at 10) was ruined, so the
+  // stage began again from its first weights, at 0.9.
+  EXPECT_NE(r.warning.find("stepped back to the epoch's start"), std::string::npos) << r.warning;
+  EXPECT_NE(r.warning.find("stepped back to the stage's start"), std::string::npos) << r.warning;
+  try {
+    train(kHigh * 1000, 1);
+    ADD_FAILURE() << "a loss still non-finite past the retries must fail";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("after 1 steps back"), std::string::npos) << e.what();
+  }
+}
+
 // The class compares two neighbouring values. Every searchable layer at k=3,
 // d=15 combines only inputs 15 apart, so that network cannot compare them
 // and stays at chance, while the plain backbone learns it. The guard trains

@@ -89,6 +89,9 @@ struct StageState {
   // after_step ended the stage (the search's stopping rule): a resume must
   // not train on past that point.
   bool stopped_early = false;
+  // Steps back from a non-finite loss so far, and the rate's factor since.
+  int64_t lr_backoffs = 0;
+  double lr_scale = 1.0;
 };
 
 void save_checkpoint(const std::string& path, nn::Backbone& model, torch::optim::SGD& weights,
@@ -117,6 +120,8 @@ void save_checkpoint(const std::string& path, nn::Backbone& model, torch::optim:
     archive.write("best_epoch", torch::tensor(s.best_epoch));
     archive.write("history", history_tensor(s.history));
     archive.write("stopped_early", torch::tensor(static_cast<int64_t>(s.stopped_early)));
+    archive.write("lr_backoffs", torch::tensor(s.lr_backoffs));
+    archive.write("lr_scale", torch::tensor(s.lr_scale, torch::kDouble));
     if (!s.best_scores.folds.empty()) {
       archive.write("best_folds", torch::tensor(s.best_scores.folds, torch::kDouble));
       archive.write("best_rows", torch::tensor(s.best_scores.rows));
@@ -176,6 +181,11 @@ StageState load_checkpoint(const std::string& path, const std::string& bytes, nn
   s.history = history_from(get("history"));
   at::Tensor stopped;
   if (archive.try_read("stopped_early", stopped)) s.stopped_early = stopped.item<int64_t>() != 0;
+  at::Tensor backoffs, scale;  // absent in checkpoints written before steps back
+  if (archive.try_read("lr_backoffs", backoffs) && archive.try_read("lr_scale", scale)) {
+    s.lr_backoffs = backoffs.item<int64_t>();
+    s.lr_scale = scale.item<double>();
+  }
   at::Tensor folds, rows;  // absent in checkpoints written before them
   if (archive.try_read("best_folds", folds) && archive.try_read("best_rows", rows)) {
     const at::Tensor f = folds.contiguous();
@@ -224,6 +234,8 @@ nlohmann::json StageResult::to_json() const {
           {"kept_why", kept_why.empty() ? nlohmann::json() : nlohmann::json(kept_why)},
           {"seconds", seconds},
           {"budget_hit", budget_hit},
+          {"lr_backoffs", lr_backoffs},
+          {"lr_scale", lr_scale},
           {"warning", warning.empty() ? nlohmann::json() : nlohmann::json(warning)},
           {"history", h}};
 }
@@ -433,6 +445,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   if (!(opt.decay_share > 0 && opt.decay_share <= 1)) {
     throw std::invalid_argument(opt.stage + ": decay_share must be in (0, 1], got " + std::to_string(opt.decay_share));
   }
+  if (opt.diverge_retries < 0) throw std::invalid_argument(opt.stage + ": diverge_retries must be >= 0");
   check_augment_applies(opt.augment, spec.kind, opt.stage);
 
   // The model trains where its data is (the CPU, or a GPU the caller moved
@@ -585,13 +598,30 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
 
   // The last scored epoch's folds of valid, for choose_kept.
   FoldScores last_scores;
+  // With diverge_retries: where a non-finite loss steps back to. First the
+  // current epoch's start; where the loss blows up again in the same epoch,
+  // the weights the call began with: an epoch can end with finite but
+  // ruined weights (measured: a regression at lr 3 whose second epoch blew
+  // up from its first epoch's weights at every rate down to 0.08), and the
+  // stage then starts again, its counters as at the call's start.
+  std::vector<at::Tensor> epoch_start, call_start;
+  StageState state_at_call_start;
+  if (opt.diverge_retries > 0) {
+    call_start = snapshot(model);
+    state_at_call_start = s;
+  }
+  int64_t last_diverged_epoch = 0;
+  std::string backoff_notes;
   bool steps_done = opt.max_steps > 0 && s.global_step >= total_steps;
   for (int64_t epoch = s.epochs_done + 1;
        epoch <= max_epochs && !result.budget_hit && !result.stopped_early && !steps_done; ++epoch) {
-    const auto epoch_start = Clock::now();
+    const auto epoch_start_time = Clock::now();
+    const int64_t epoch_start_step = s.global_step;
+    if (opt.diverge_retries > 0) epoch_start = snapshot(model);
     at::Tensor order = torch::randperm(n, order_gen, torch::kLong);
     double loss_sum = 0;
     int64_t done = 0;
+    bool diverged = false;
     for (int64_t step = 0; step < steps; ++step) {
       const auto iter_start = Clock::now();
       const int64_t start = step * opt.batch_size;
@@ -605,22 +635,31 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       if (arch) arch->zero_grad();
       at::Tensor loss = task::compute_loss(spec, model->forward(xb), yb);
       double loss_value = loss.item<double>();
-      auto check_finite = [&] {
-        if (!std::isfinite(loss_value)) {
-          throw std::runtime_error(opt.stage + ": the training loss became " + std::to_string(loss_value) +
-                                   " at epoch " + std::to_string(epoch) + "; lower the learning rate (now " +
-                                   std::to_string(opt.hp.lr) + ")");
-        }
+      // False: step back (below, after the loop); past the retries, throw.
+      auto finite_or_step_back = [&] {
+        if (std::isfinite(loss_value)) return true;
+        if (s.lr_backoffs < opt.diverge_retries) return false;
+        throw std::runtime_error(
+            opt.stage + ": the training loss became " + std::to_string(loss_value) + " at epoch " +
+            std::to_string(epoch) +
+            (s.lr_backoffs > 0 ? " after " + std::to_string(s.lr_backoffs) + " steps back to a lower rate" : "") +
+            "; lower the learning rate (now " + std::to_string(opt.hp.lr * s.lr_scale) + ")");
       };
-      if (comm == nullptr) check_finite();
+      if (comm == nullptr && !finite_or_step_back()) {
+        diverged = true;
+        break;
+      }
       loss.backward();
       if (comm != nullptr) {
         // The global batch's gradient and loss; every rank sees the same
-        // loss, so a non-finite one stops all of them.
+        // loss, so a non-finite one steps back (or stops) all of them.
         std::vector<double> values{loss_value};
         comm->average_gradients(all_params, &values);
         loss_value = values[0];
-        check_finite();
+        if (!finite_or_step_back()) {
+          diverged = true;
+          break;
+        }
       }
       const bool arch_steps = arch && (!opt.after_backward || opt.after_backward(s.global_step));
       // Only the weights are clipped: the logits' gradient has a scale of its
@@ -632,7 +671,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       const double elapsed = seconds_since(t0);
       double frac = total_steps > 0 ? static_cast<double>(s.global_step) / static_cast<double>(total_steps) : 0;
       if (opt.time_budget_s > 0 && opt.max_steps == 0) frac = std::max(frac, elapsed / opt.time_budget_s);
-      set_lr(weights, scheduled_lr(opt.hp.lr, frac, opt.decay_share));
+      set_lr(weights, scheduled_lr(opt.hp.lr * s.lr_scale, frac, opt.decay_share));
       if (arch) set_lr(*arch, scheduled_lr(opt.arch.lr, frac, opt.decay_share));
       weights.step();
       if (arch_steps) arch->step();
@@ -704,6 +743,35 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
       }
     }
 
+    if (diverged) {
+      // Back at a lower rate, the momentum that carried the blow-up dropped
+      // (a new order of the train split from there).
+      const bool again = epoch == last_diverged_epoch;
+      last_diverged_epoch = epoch;
+      if (again) {
+        restore(model, call_start);
+        const auto [backoffs, scale] = std::make_pair(s.lr_backoffs, s.lr_scale);
+        s = state_at_call_start;  // (its time goes on from t0: the budget counts what the blow-up cost)
+        s.lr_backoffs = backoffs;
+        s.lr_scale = scale;
+        last_scores = FoldScores{};
+      } else {
+        restore(model, epoch_start);
+        s.global_step = epoch_start_step;
+      }
+      weights.state().clear();
+      if (arch) arch->state().clear();
+      ++s.lr_backoffs;
+      s.lr_scale *= kDivergeBackoff;
+      char note[200];
+      std::snprintf(note, sizeof note,
+                    "the training loss became non-finite in epoch %lld: stepped back to %s and trained on at lr %.3g",
+                    static_cast<long long>(epoch), again ? "the stage's start" : "the epoch's start",
+                    opt.hp.lr * s.lr_scale);
+      backoff_notes += (backoff_notes.empty() ? "" : "; ") + std::string(note);
+      epoch = s.epochs_done;  // the loop's next epoch is the one after the weights stepped back to
+      continue;
+    }
     // Local batch norm: every rank's running statistics averaged, so that all
     // ranks validate, keep and return the same network.
     if (comm != nullptr && !comm->sync_batch_norm()) comm->average(model->buffers());
@@ -729,7 +797,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
         last_scores = {epoch, ev.samples, fold_metrics(spec.metric, ev.outputs, ev.targets, kKeepFolds)};
       }
     }
-    rec.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    rec.seconds = std::chrono::duration<double>(Clock::now() - epoch_start_time).count();
     s.history.push_back(rec);
     s.epochs_done = epoch;
     if (better(spec, rec.valid_metric, s.best_valid) || s.best.empty()) {
@@ -790,7 +858,10 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
   result.steps_done = s.global_step;
   result.seconds = seconds_since(t0);
   result.eval_s_per_row = eval_s_per_sample;
+  result.lr_backoffs = s.lr_backoffs;
+  result.lr_scale = s.lr_scale;
   if (result.budget_hit && s.global_step < kProbeSteps) warn_if_few_steps(result.seconds, s.global_step);
+  if (!backoff_notes.empty()) result.warning += (result.warning.empty() ? "" : "; ") + backoff_notes;
   return result;
 }
 

@@ -23,6 +23,9 @@
 namespace dash::train {
 
 inline constexpr int64_t kBatchSize = 64;  // every stage's default
+// The factor on the learning rate at each step back from a non-finite loss
+// (StageOptions::diverge_retries): the grid's own step between rates.
+inline constexpr double kDivergeBackoff = 0.3;
 
 struct Hyperparams {
   double lr = 0.1;
@@ -93,6 +96,13 @@ struct StageOptions {
   // epochs picked mid-schedule epochs on noise: see kept_why in trainer.cpp.)
   bool keep_best = true;
   double keep_best_stderrs = 2.0;
+  // A training loss that becomes non-finite: with diverge_retries > 0 the
+  // stage steps back to the weights it had at the start of that epoch
+  // (momentum cleared) and trains the epoch again at kDivergeBackoff times
+  // the rate, at most diverge_retries times in all; past them (and with 0)
+  // it throws, saying to lower the rate. The stage's report counts them
+  // (StageResult::lr_backoffs) and its warning says where.
+  int64_t diverge_retries = 0;
   std::string checkpoint;       // "" for none (a data-parallel stage: rank 0's file)
   bool resume = false;          // continue from `checkpoint` if it exists
   uint64_t seed = 0;
@@ -133,6 +143,10 @@ struct StageResult {
   double eval_s_per_row = 0;
   bool budget_hit = false;
   bool stopped_early = false;   // after_step asked to end the stage
+  // Steps back from a non-finite loss (StageOptions::diverge_retries), and
+  // the factor they left on the rate (kDivergeBackoff per step back).
+  int64_t lr_backoffs = 0;
+  double lr_scale = 1.0;
   std::string warning;          // e.g. the budget affords too few steps to train
   nlohmann::json to_json() const;
 };
