@@ -1304,6 +1304,7 @@ RetrainOutcome run_retrain(const task::TaskSpec& task_spec, const task::Dataset&
   ro.augment = options.augment;
   ro.hp = hp;
   ro.decay_share = options.decay_share;
+  ro.diverge_retries = kRetrainDivergeRetries;
   ro.keep_best = true;
   ro.checkpoint = checkpoint_path(options.checkpoint_dir, "retrain");
   ro.resume = options.resume;
