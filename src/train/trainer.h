@@ -92,7 +92,8 @@ struct StageOptions {
   bool require_one_step = false;
   // End with the best-validated weights when they beat the last epoch's by
   // more than keep_best_stderrs standard errors over folds of valid (a
-  // paired test); otherwise with the last weights. (The plain maximum over
+  // paired test), and by more than the best of that many epochs leads by
+  // chance (chance_lead_stderrs); otherwise with the last weights. (The plain maximum over
   // epochs picked mid-schedule epochs on noise: see kept_why in trainer.cpp.)
   bool keep_best = true;
   double keep_best_stderrs = 2.0;
@@ -193,6 +194,13 @@ struct KeptChoice {
 // standard errors; the last's otherwise; the best's when the two cannot be
 // compared (no folds, or different rows scored).
 KeptChoice choose_kept(task::MetricKind metric, const FoldScores& best, const FoldScores& last, double stderrs);
+// The lead over the last epoch, in standard errors of choose_kept's paired
+// test, that the best of `scored` epochs needs beyond chance: sqrt(2 ln
+// scored), the expected maximum of that many standard normals (0 below 2
+// epochs). A stage asks for the larger of it and keep_best_stderrs. With 2
+// alone, the best of 700 equally good epochs beat the last in 63% of
+// simulated stages (10 folds each), 28% of 30; with this, 12% of both.
+double chance_lead_stderrs(int64_t scored);
 
 // Loss and metric over a split, in evaluation mode, without gradients. With
 // max_seconds > 0 the pass ends by that time: it starts with a chunk of
