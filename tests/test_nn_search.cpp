@@ -643,6 +643,14 @@ TEST(Training, TheScheduleHoldsThenDecaysByACosine) {
   EXPECT_EQ(scheduled_lr(0.1, -1.0, 0.25), 0.1);
 }
 
+// The plain 3-block ResNet1D the training-loop tests share, from seed 5.
+dash::nn::Backbone small_plain_resnet1d(const dash::task::TaskSpec& spec) {
+  torch::manual_seed(5);
+  dash::nn::LayerSetup fixed;
+  fixed.architecture = Architecture::plain("resnet1d-1", 9);
+  return dash::nn::Backbone(dash::nn::backbone_for(spec, 3, 1, 0.0, 0), fixed);
+}
+
 // Two stages from the same weights and seed, planned for 10 and 20 steps:
 // with a decay over the last 40% both hold the rate for their first 6
 // steps, so the first epoch (4 steps) is the same step for step; with a
@@ -651,10 +659,7 @@ TEST(Training, StagesOfDifferentLengthsTakeTheSameStepsUntilTheShorterDecays) {
   const auto spec = binary_1d_spec();
   const auto data = far_apart_task(128, 3);  // 4 steps per epoch at batch 32
   auto train_for = [&](int64_t steps, double decay_share) {
-    torch::manual_seed(5);
-    dash::nn::LayerSetup fixed;
-    fixed.architecture = Architecture::plain("resnet1d-1", 9);
-    dash::nn::Backbone net(dash::nn::backbone_for(spec, 3, 1, 0.0, 0), fixed);
+    dash::nn::Backbone net = small_plain_resnet1d(spec);
     dash::train::StageOptions to;
     to.epochs = 0;
     to.max_steps = steps;
@@ -693,10 +698,7 @@ TEST(Training, ANonFiniteLossStepsBackAtALowerRate) {
     split->y = (split->x.select(1, 0).select(1, 10) * split->x.select(1, 0).select(1, 34) * 10).unsqueeze(1);
   }
   auto train = [&](double lr, int64_t retries) {
-    torch::manual_seed(5);
-    dash::nn::LayerSetup fixed;
-    fixed.architecture = Architecture::plain("resnet1d-1", 9);
-    dash::nn::Backbone net(dash::nn::backbone_for(spec, 3, 1, 0.0, 0), fixed);
+    dash::nn::Backbone net = small_plain_resnet1d(spec);
     dash::train::StageOptions to;
     to.epochs = 3;
     to.batch_size = 32;
