@@ -809,8 +809,8 @@ TEST(Search, TheGuardStopsASearchedNetworkNotAheadHalfway) {
 
 // A keep is looked at again when its gain is below guard_confirm_below x
 // guard_min_gain (forced here): both networks go on from their trials for as
-// long again, the searched one passes again, and the first trials stay what
-// the retrain starts from. Here only a dilated layer (k=3, d=15) can compare
+// long again, the searched one passes again, and the retrain starts from the
+// second look's network (trained twice as long), not the first trial's. Here only a dilated layer (k=3, d=15) can compare
 // two positions 30 apart, so the searched network wins clearly both times.
 TEST(Search, ACloseKeepIsLookedAtAgain) {
   const auto spec = binary_1d_spec();
@@ -833,8 +833,14 @@ TEST(Search, ACloseKeepIsLookedAtAgain) {
   }
   // Trained on from the first trial: not behind where that ended.
   EXPECT_GE(look["searched_valid"].get<double>(), trials[1]["valid_metric"].get<double>() - 0.02) << g.dump();
-  EXPECT_EQ(out.report["hpo"]["trained_trial"]["network"], "searched");
-  EXPECT_FALSE(out.report["hpo"]["trained_trial"].contains("second_look"));
+  const auto& trained = out.report["hpo"]["trained_trial"];
+  EXPECT_EQ(trained["network"], "searched");
+  EXPECT_EQ(trained["second_look"], true) << trained.dump();
+  // The network handed on is the one the second look scored.
+  ASSERT_TRUE(out.trained);
+  out.trained->eval();
+  EXPECT_NEAR(dash::train::evaluate(out.trained, spec, data.valid, 64).metric,
+              look["searched_valid"].get<double>(), 1e-9);
 
   so.guard_confirm_below = 0;  // never
   out = dash::search::run_search(spec, data, so, nullptr);

@@ -218,7 +218,9 @@ std::string summary(const Run& r) {
     std::string from = "random weights";
     if (w->value("used", false)) {
       from = trial ? "the " + esc(text(*trial, {"network"})) + " trial's weights (" +
-                         num(number(*trial, {"steps"}), 6) + " steps at lr " + num(number(*trial, {"hp", "lr"})) + ")"
+                         num(number(*trial, {"steps"}), 6) + " steps at lr " + num(number(*trial, {"hp", "lr"})) +
+                         (trial->value("second_look", false) ? " in the guard's second look, after its first trial)"
+                                                              : ")")
                    : "the search's trial's weights";
     } else if (w->contains("why")) {
       from += " (" + esc(text(*w, {"why"})) + ")";

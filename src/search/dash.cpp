@@ -942,6 +942,12 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
     int64_t best_index = -1;
     const double sign = task::higher_is_better(spec.metric) ? 1.0 : -1.0;  // of a paired test
     int64_t run = 0;
+    // The guard's second look at the network it kept: that network trained
+    // twice as long at the grid's first point. The grid still compares with
+    // the first trials (equal lengths), but where the first point stays the
+    // best, the retrain starts from this one, so the second look's time on
+    // the kept network is not thrown away.
+    Trial longer;
     if (guard && slot(2) < 0) {
       outcome.report["guard"] = {
           {"chosen", "backbone"},
@@ -1019,8 +1025,8 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
       // (spoken digits from the waveform, Darcy) removed 23-71% of the error.
       // Short trials flatter networks that learn faster early; a second look
       // twice as far in sees whether the lead holds. The first trials stay
-      // what the grid compares with and the retrain starts from, so the
-      // grid's later points are not measured against longer-trained networks.
+      // what the grid compares with, so the grid's later points are not
+      // measured against longer-trained networks (`longer` above).
       nlohmann::json second_look;
       const bool close = verdict.keep && std::isfinite(verdict.gain) &&
                          verdict.gain < o.guard_confirm_below * o.guard_min_gain;
@@ -1045,6 +1051,7 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
                        {"searched_valid", number_or_null(searched2.valid)},
                        {"backbone_valid", number_or_null(backbone2.valid)},
                        {"kept", verdict2.keep}};
+        longer = verdict2.keep ? searched2 : backbone2;
         if (!verdict2.keep) {
           verdict.keep = false;
           verdict.why = "the searched network passed the guard only narrowly (gain below guard_confirm_below x "
@@ -1220,7 +1227,10 @@ SearchOutcome run_search(const task::TaskSpec& task_spec, const task::Dataset& d
       outcome.report["hpo"]["backbone_step_ms"] = 1000.0 * backbone_step_s;
       if (searched_net) outcome.report["hpo"]["searched_step_ratio"] = searched_ratio;
     }
-    if (best.net) {
+    if (best_index == 0 && longer.net) {
+      outcome.trained = longer.net;
+      outcome.report["hpo"]["trained_trial"] = longer.json;
+    } else if (best.net) {
       outcome.trained = best.net;
       outcome.report["hpo"]["trained_trial"] = best.json;
     }
