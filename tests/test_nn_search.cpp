@@ -810,8 +810,9 @@ TEST(Search, TheGuardStopsASearchedNetworkNotAheadHalfway) {
 // A keep is looked at again when its gain is below guard_confirm_below x
 // guard_min_gain (forced here): both networks go on from their trials for as
 // long again, the searched one passes again, and the retrain starts from the
-// second look's network (trained twice as long), not the first trial's. Here only a dilated layer (k=3, d=15) can compare
-// two positions 30 apart, so the searched network wins clearly both times.
+// second look's network (trained twice as long), not the first trial's. Here
+// only a dilated layer (k=3, d=15) can compare two positions 30 apart, so the
+// searched network wins clearly both times.
 TEST(Search, ACloseKeepIsLookedAtAgain) {
   const auto spec = binary_1d_spec();
   const auto data = compare_two_positions(22, 8, 38);
@@ -1260,10 +1261,6 @@ TEST(Training, KeepBestNeedsAClearLeadOverTheLastEpoch) {
   EXPECT_TRUE(dash::train::choose_kept(MetricKind::kAccuracy, FoldScores{22, 0, {}}, last, 2.0).best);
 }
 
-// End to end: a last epoch that wrecks the network (its weights scaled up
-// step by step) hands the stage back the best epoch's weights; without the
-// wrecking the stage ends with what it says it kept. Either way the network
-// returned validates at kept_valid.
 // Epochs of equal quality (every fold's score the same mean plus noise):
 // the best of many beats the last by chance. Simulated 400 times for 30
 // and 700 epochs of 10 folds, the best epoch (by mean) against the last
@@ -1304,6 +1301,10 @@ TEST(Training, TheBestOfManyEqualEpochsNeedsALeadBeyondChance) {
   }
 }
 
+// End to end: a last epoch that wrecks the network (its weights scaled up
+// step by step) hands the stage back the best epoch's weights; without the
+// wrecking the stage ends with what it says it kept. Either way the network
+// returned validates at kept_valid.
 TEST(Training, AStageKeepsTheLastWeightsUnlessTheyGotClearlyWorse) {
   const auto spec = binary_1d_spec();
   // The class shifts the whole signal: a plain network learns it in an epoch
