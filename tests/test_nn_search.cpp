@@ -169,6 +169,58 @@ TEST(SearchableConv, CausalFixedSeesOnlyThePast) {
   }
 }
 
+// Which input positions each output position of a (k, d) "same"
+// convolution reads on an input of these sizes, from LibTorch's own dilated
+// convolution of every unit input with an all-ones kernel: two candidates
+// compute the same family of functions exactly when these agree.
+at::Tensor reads(int64_t k, int64_t d, const std::vector<int64_t>& spatial) {
+  int64_t positions = 1;
+  for (int64_t n : spatial) positions *= n;
+  std::vector<int64_t> xs{positions, 1};
+  xs.insert(xs.end(), spatial.begin(), spatial.end());
+  const at::Tensor x = torch::eye(positions, torch::kDouble).reshape(xs);
+  std::vector<int64_t> ws{1, 1};
+  for (size_t a = 0; a < spatial.size(); ++a) ws.push_back(k);
+  const at::Tensor w = torch::ones(ws, torch::kDouble);
+  return dash::reference::direct_conv(x, w, c10::nullopt, 1, d, 1).reshape({positions, positions}) > 0.5;
+}
+
+TEST(SearchableConv, CandidatesThatCroppingMakesAlikeAreFoundAsTheSame) {
+  const CandidateSpace space2{{3, 5, 7, 9}, {1, 3, 7, 15}};
+  const CandidateSpace space1{{3, 7, 11, 15, 19}, {1, 3, 7, 15}};
+  struct Case {
+    const CandidateSpace* space;
+    std::vector<int64_t> spatial;
+    int64_t distinct;  // -1: not counted by hand
+  };
+  // Fashion-MNIST's WRN-16-1 sees 28x28, 14x14 and 7x7: at 28 the d = 15
+  // kernels all keep 3 taps (0, +-15) and k7d7 = k9d7; at 14 every d = 7
+  // kernel keeps (0, +-7) and every d = 15 one the centre; at 7 both are
+  // the centre, and k5d3 = k7d3 = k9d3.
+  const std::vector<Case> cases = {{&space2, {28, 28}, 12}, {&space2, {14, 14}, 10}, {&space2, {7, 7}, 7},
+                                   {&space2, {5, 14}, -1},  {&space1, {30}, -1},     {&space1, {6}, -1}};
+  for (const auto& c : cases) {
+    const CandidateSpace& space = *c.space;
+    const std::vector<int64_t> first = dash::nn::same_function_as(space, c.spatial);
+    ASSERT_EQ(static_cast<int64_t>(first.size()), space.size());
+    std::vector<at::Tensor> read;
+    for (int64_t j = 0; j < space.size(); ++j) read.push_back(reads(space.kernel_size(j), space.dilation(j), c.spatial));
+    int64_t distinct = 0;
+    for (int64_t j = 0; j < space.size(); ++j) {
+      // The first earlier candidate that reads the same positions, or j.
+      int64_t expected = j;
+      for (int64_t i = 0; i < j && expected == j; ++i) {
+        if (read[static_cast<size_t>(i)].equal(read[static_cast<size_t>(j)])) expected = i;
+      }
+      EXPECT_EQ(first[static_cast<size_t>(j)], expected)
+          << "candidate " << j << " (k" << space.kernel_size(j) << "d" << space.dilation(j) << ") at size "
+          << c.spatial[0];
+      distinct += expected == j ? 1 : 0;
+    }
+    if (c.distinct >= 0) EXPECT_EQ(distinct, c.distinct) << "size " << c.spatial[0];
+  }
+}
+
 TEST(SearchableConv, DilateKernelSpreadsTaps) {
   const at::Tensor w = torch::arange(1, 4, torch::kFloat).view({1, 1, 3});
   EXPECT_TRUE(dash::nn::dilate_kernel(w, 3).equal(
@@ -904,6 +956,51 @@ TEST(Training, WarmupKeepsTheLogitsAndTheStoppingRuleEndsTheSearch) {
   EXPECT_EQ(tied.report["search"]["steps_done"].get<int64_t>(), 160);
   for (const auto& at : tied.report["search"]["frozen_at_step"]) EXPECT_EQ(at.get<int64_t>(), -1);
   EXPECT_TRUE(tied.report["search"]["frozen_short_of_margin"].empty());
+}
+
+// The supernet starts without the candidates that compute what an earlier
+// one does at the layer's size: their probability is 0 from the first step,
+// and the rest share it evenly.
+TEST(Training, TheSearchLeavesOutCandidatesThatCroppingMakesAlike) {
+  const auto spec = dash::task::TaskSpec::from_json(
+      {{"kind", "classification"}, {"input_shape", {1, 8, 8}}, {"num_classes", 3}});
+  torch::manual_seed(5);
+  const dash::task::Dataset data{{torch::randn({32, 1, 8, 8}), torch::randint(3, {32}, torch::kLong)}, {}, {}};
+  dash::search::SearchOptions so;
+  so.epochs = 1;
+  so.batch_size = 16;
+  so.hpo = false;
+  so.guard = false;
+  so.warmup_steps = 1000;  // the logits stay where they started
+  so.cost_model = dash::search::CostModelKind::kMacs;
+  const auto out = dash::search::run_search(spec, data, so, nullptr);
+  const CandidateSpace space = dash::search::default_space(2);
+  const auto& layers = out.report["costs"]["layers"];
+  const auto& left_out = out.report["search"]["identical_left_out"];
+  const auto& start = out.report["search"]["trace"][0]["probabilities"];
+  ASSERT_EQ(left_out.size(), layers.size());
+  int64_t total = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto first = dash::nn::same_function_as(space, layers[i]["spatial"].get<std::vector<int64_t>>());
+    std::vector<int64_t> expected, got;
+    for (int64_t j = 0; j < space.size(); ++j) {
+      if (first[static_cast<size_t>(j)] != j) expected.push_back(j);
+    }
+    for (const auto& e : left_out[i]) {
+      got.push_back(e["candidate"].get<int64_t>());
+      EXPECT_EQ(e["same_as"].get<int64_t>(), first[static_cast<size_t>(got.back())]);
+    }
+    EXPECT_EQ(got, expected) << "layer " << i;
+    const double share = 1.0 / static_cast<double>(space.size() - static_cast<int64_t>(expected.size()));
+    for (int64_t j = 0; j < space.size(); ++j) {
+      const bool out_j = std::find(expected.begin(), expected.end(), j) != expected.end();
+      EXPECT_NEAR(start[i][static_cast<size_t>(j)].get<double>(), out_j ? 0.0 : share, 1e-2 * share)
+          << "layer " << i << " candidate " << j;
+    }
+    total += static_cast<int64_t>(expected.size());
+  }
+  // WRN-16-1 on 8x8 sees 8x8, 4x4 and 2x2 maps: most candidates are copies.
+  EXPECT_GT(total, 6 * static_cast<int64_t>(layers.size()));
 }
 
 TEST(Training, AStragglerIsFrozenShortOfTheMarginOnlyNearTheSearchsEnd) {

@@ -45,6 +45,33 @@ int64_t cropped_taps(int64_t k, int64_t d, int64_t n) {
   return 2 * std::min((k - 1) / 2, (n - 1) / d) + 1;
 }
 
+std::vector<int64_t> same_function_as(const ops::CandidateSpace& space, const std::vector<int64_t>& spatial) {
+  // What survives cropping: the taps per axis, and the dilation unless only
+  // the centre tap is left (the centre alone is the same at any dilation).
+  auto kept = [&](int64_t j) {
+    std::vector<int64_t> key;
+    bool centre_only = true;
+    for (int64_t n : spatial) {
+      key.push_back(cropped_taps(space.kernel_size(j), space.dilation(j), n));
+      centre_only = centre_only && key.back() == 1;
+    }
+    key.push_back(centre_only ? 1 : space.dilation(j));
+    return key;
+  };
+  std::vector<int64_t> first(static_cast<size_t>(space.size()));
+  for (int64_t j = 0; j < space.size(); ++j) {
+    first[static_cast<size_t>(j)] = j;
+    const auto key = kept(j);
+    for (int64_t i = 0; i < j; ++i) {
+      if (kept(i) == key) {
+        first[static_cast<size_t>(j)] = i;
+        break;
+      }
+    }
+  }
+  return first;
+}
+
 double conv_macs(const ConvShape& shape, const std::vector<int64_t>& spatial, int64_t k, int64_t d,
                  int64_t groups) {
   double macs = static_cast<double>(shape.out) * static_cast<double>(shape.in / groups);

@@ -70,7 +70,7 @@ int64_t CostModel::plain_index(size_t layer) const {
 
 nlohmann::json CostModel::to_json() const {
   nlohmann::json l = nlohmann::json::array();
-  for (const auto& c : layers) l.push_back({{"ms", c.ms}, {"macs", c.macs}});
+  for (const auto& c : layers) l.push_back({{"ms", c.ms}, {"macs", c.macs}, {"spatial", c.spatial}});
   return {{"model", kind == CostModelKind::kMeasured ? "measured" : "macs"},
           {"fallback", fallback},
           {"timing_batch", timing_batch},
@@ -220,6 +220,7 @@ CostModel costs(const nn::BackboneSpec& backbone, const ops::CandidateSpace& spa
     const nn::ConvShape& s = conv->shape();
     const std::vector<int64_t> spatial = conv->last_input_spatial();
     LayerCost cost;
+    cost.spatial = spatial;
     keys.emplace_back();
     for (int64_t j = 0; j < space.size(); ++j) {
       const int64_t k = space.kernel_size(j), d = space.dilation(j);

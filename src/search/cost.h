@@ -22,6 +22,7 @@ enum class CostModelKind {
 struct LayerCost {
   std::vector<double> ms;    // per candidate; for kMacs, MACs scaled to the backbone's ms
   std::vector<double> macs;  // multiply-accumulates per sample, per candidate
+  std::vector<int64_t> spatial;  // the layer's input sizes (the axes after batch and channels)
 };
 
 struct CostModel {

@@ -287,6 +287,26 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
     for (double t : ms) extra[i].push_back((t - plain) / cost.backbone_step_ms);
   }
 
+  // Candidates that compute the same functions as an earlier one at the
+  // layer's input size leave the mixture before the first step (the
+  // earlier, smaller kernel stays). Left in, they split one choice's
+  // probability between copies: on Fashion-MNIST's 7x7 maps 9 of the 16
+  // candidates are the centre tap alone, so that choice started with 9/16 of
+  // the mass, and copies of it traded the argmax among themselves, which the
+  // stopping rule read as an undecided layer (the last layers of the
+  // 3b03f7c searches froze at steps 61-100, as stragglers).
+  nlohmann::json identical = nlohmann::json::array();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::vector<int64_t> first = nn::same_function_as(space, cost.layers[i].spatial);
+    nlohmann::json left_out = nlohmann::json::array();
+    for (int64_t j = 0; j < space.size(); ++j) {
+      if (first[static_cast<size_t>(j)] == j) continue;
+      layers[i]->prune(j);
+      left_out.push_back({{"candidate", j}, {"same_as", first[static_cast<size_t>(j)]}});
+    }
+    identical.push_back(left_out);
+  }
+
   Settling settle{std::vector<int64_t>(layers.size(), -1), std::vector<int64_t>(layers.size(), 0),
                   std::vector<int64_t>(layers.size(), -1), std::vector<bool>(layers.size(), false)};
   int64_t pruned = 0;
@@ -395,6 +415,7 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
   }
   (*report)["search"]["frozen_short_of_margin"] = stragglers;
   (*report)["search"]["pruned_candidates"] = pruned;
+  (*report)["search"]["identical_left_out"] = identical;
   (*report)["search"]["kernel_sizes"] = space.kernel_sizes;
   (*report)["search"]["dilations"] = space.dilations;
   if (sr.steps_done > 0 && cost.kind == CostModelKind::kMeasured) {
