@@ -1001,6 +1001,25 @@ TEST(Training, TheSearchLeavesOutCandidatesThatCroppingMakesAlike) {
   }
   // WRN-16-1 on 8x8 sees 8x8, 4x4 and 2x2 maps: most candidates are copies.
   EXPECT_GT(total, 6 * static_cast<int64_t>(layers.size()));
+
+  // A decided search held to the backbone's cost: the cost limit moves
+  // layers to cheaper candidates still in the mixture, never to a copy that
+  // left it (whose logit stayed where it started).
+  so.warmup_steps = 2;
+  so.epochs = 4;
+  so.max_cost_ratio = 1.0;
+  const auto held = dash::search::run_search(spec, data, so, nullptr);
+  ASSERT_FALSE(held.report["search"].contains("undecided")) << held.report["search"].dump();
+  EXPECT_FALSE(held.report["cost_limit"]["moves"].empty()) << held.report["cost_limit"].dump();
+  const auto& held_out = held.report["search"]["identical_left_out"];
+  for (size_t i = 0; i < held.architecture.layers.size(); ++i) {
+    const auto& c = held.architecture.layers[i];
+    for (const auto& e : held_out[i]) {
+      const int64_t j = e["candidate"].get<int64_t>();
+      EXPECT_FALSE(space.kernel_size(j) == c.kernel_size && space.dilation(j) == c.dilation)
+          << "layer " << i << " ended at k" << c.kernel_size << "d" << c.dilation << ", a copy left out";
+    }
+  }
 }
 
 TEST(Training, AStragglerIsFrozenShortOfTheMarginOnlyNearTheSearchsEnd) {

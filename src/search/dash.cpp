@@ -18,6 +18,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The logit the cost limit sees for a candidate that left the mixture: far
+// below any it moved, so that it is taken last (within_cost).
+constexpr double kLeftOutLogit = -1e6;
+
 // Most probability snapshots the search's report keeps (report.search.trace).
 constexpr size_t kTraceSnapshots = 64;
 
@@ -401,7 +405,15 @@ std::vector<int64_t> supernet_search(const task::TaskSpec& spec, const task::Dat
     at::Tensor p = conv->probabilities().detach().to(at::kDouble).contiguous();
     probs.push_back(std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel()));
     // Frozen layers keep their choice whatever the cost: a large margin.
-    logits.push_back(conv->frozen() ? p * 1e3 : conv->alpha().detach().to(at::kDouble));
+    // A candidate out of the mixture (a copy of another, or pruned) kept the
+    // logit it had when it left: the cost limit takes one only where no
+    // candidate still in it saves time (at 43x43 it had moved a Darcy layer
+    // to k7d15, a copy of k5d15 left out before the first step).
+    at::Tensor l = conv->frozen() ? p * 1e3 : conv->alpha().detach().to(at::kDouble).clone();
+    for (int64_t j = 0; j < l.size(0); ++j) {
+      if (!conv->active(j)) l[j] = kLeftOutLogit;
+    }
+    logits.push_back(l);
   }
   (*report)["search"] = sr.to_json();
   (*report)["search"]["seconds"] = seconds;
