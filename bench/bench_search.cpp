@@ -4,11 +4,15 @@
 //
 //   dashnas_bench_search [--threads N] [--budget SECONDS] [--plain-steps N]
 //
+// The plain step is the mean of 40 steps timed before the search and 40 after.
+//
 // Cases: Fashion-MNIST (28x28, batch 64, WRN-16-1, K={3,5,7,9} x D={1,3,7,15};
 // Debian's dataset-fashion-mnist, 5,000 images) and a generated 1D task of
 // length 1000 (batch 64, ResNet1D, K={3,7,11,15,19} x D={1,3,7,15}). One JSON
 // line per case: search and plain ms per step, their ratio, steps, how many
-// layers froze and candidates were pruned, and whether the rule ended it.
+// layers froze and candidates were pruned, whether the rule ended it, and
+// whether measured FFT plans were read from an earlier run (fft_wisdom_read;
+// DASH_FFTW_WISDOM=off measures them afresh, as a machine's first run does).
 
 #include <torch/torch.h>
 
@@ -91,18 +95,24 @@ int main(int argc, char** argv) {
   cases.push_back(long_sequence());
   for (auto& c : cases) {
     const auto data = dash::search::prepare(c.data, nullptr);
-    // The plain backbone: the steps of an ordinary training stage.
+    // The plain backbone: the steps of an ordinary training stage, timed
+    // before and after the search (machine noise that lasts a while hits
+    // both sides of the ratio alike).
     const auto bspec = dash::nn::backbone_for(c.spec, dash::nn::BackboneSpec{}.depth, dash::nn::BackboneSpec{}.width, 0.0);
     dash::nn::LayerSetup fixed;
     fixed.architecture = dash::nn::Architecture::plain(bspec.name(), bspec.searchable_layers());
-    dash::nn::Backbone plain(bspec, fixed);
-    dash::train::StageOptions po;
-    po.epochs = 1;
-    po.batch_fraction = std::min(1.0, static_cast<double>(plain_steps) * 64.0 /
-                                          static_cast<double>(data.train.size()));
-    po.validate = false;
-    const auto pr = dash::train::run_stage(plain, c.spec, data, po, nullptr);
-    const double plain_ms = pr.seconds * 1000.0 / static_cast<double>(pr.steps_done);
+    auto time_plain = [&] {
+      torch::manual_seed(0);
+      dash::nn::Backbone plain(bspec, fixed);
+      dash::train::StageOptions po;
+      po.epochs = 1;
+      po.batch_fraction = std::min(1.0, static_cast<double>(plain_steps) * 64.0 /
+                                            static_cast<double>(data.train.size()));
+      po.validate = false;
+      const auto pr = dash::train::run_stage(plain, c.spec, data, po, nullptr);
+      return pr.seconds * 1000.0 / static_cast<double>(pr.steps_done);
+    };
+    const double plain_before = time_plain();
 
     // The search, with the library's defaults, the grid and guard off.
     dash::search::SearchOptions so;
@@ -113,22 +123,25 @@ int main(int argc, char** argv) {
     const auto plans0 = dash::ops::cpu::fft_plan_stats();
     const auto out = dash::search::run_search(c.spec, data, so, nullptr);
     const auto plans1 = dash::ops::cpu::fft_plan_stats();
+    const double plain_after = time_plain();
+    const double plain_ms = 0.5 * (plain_before + plain_after);
     const auto& s = out.report["search"];
     const double search_ms = s["seconds"].get<double>() * 1000.0 / s["steps_done"].get<double>();
     int64_t frozen = 0;
     for (const auto& at : s["frozen_at_step"]) frozen += at.get<int64_t>() >= 0;
     std::printf(
         "{\"config\": \"%s\", \"threads\": %d, \"search_ms\": %.1f, \"plain_ms\": %.1f, "
-        "\"search_over_plain\": %.2f, \"search_steps\": %lld, \"search_s\": %.1f, "
+        "\"plain_ms_before\": %.1f, \"plain_ms_after\": %.1f, \"search_over_plain\": %.2f, \"search_steps\": %lld, \"search_s\": %.1f, "
         "\"stopped_early\": %s, \"layers_frozen\": %lld, \"layers\": %zu, \"pruned\": %lld, "
-        "\"cost_model_s\": %.1f, \"fft_plans\": %lld, \"fft_planning_s\": %.1f, \"fft_planner\": \"%s\"}\n",
-        c.name.c_str(), threads, search_ms, plain_ms, search_ms / plain_ms,
+        "\"cost_model_s\": %.1f, \"fft_plans\": %lld, \"fft_planning_s\": %.1f, \"fft_planner\": \"%s\", "
+        "\"fft_wisdom_read\": %s}\n",
+        c.name.c_str(), threads, search_ms, plain_ms, plain_before, plain_after, search_ms / plain_ms,
         static_cast<long long>(s["steps_done"].get<int64_t>()), s["seconds"].get<double>(),
         s["stopped_early"].get<bool>() ? "true" : "false", static_cast<long long>(frozen),
         s["frozen_at_step"].size(), static_cast<long long>(s["pruned_candidates"].get<int64_t>()),
         out.report["costs"]["seconds"].get<double>(),
         static_cast<long long>(plans1.created - plans0.created), plans1.planning_s - plans0.planning_s,
-        dash::ops::cpu::fft_planner().c_str());
+        dash::ops::cpu::fft_planner().c_str(), plans1.wisdom_read > 0 ? "true" : "false");
     std::fflush(stdout);
   }
   return 0;

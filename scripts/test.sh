@@ -32,6 +32,8 @@ fi
 # OpenMP threads that spin while waiting made epochs 10-20x slower when another
 # job shared the cores; passive waiting costs nothing measurable here.
 export OMP_WAIT_POLICY=PASSIVE
+# Tests neither read nor leave measured FFT plans in the user's cache.
+export DASH_FFTW_WISDOM=off
 ctest --test-dir build --output-on-failure -j "$(nproc)"
 
 echo "== the whole suite under AddressSanitizer and UndefinedBehaviorSanitizer"

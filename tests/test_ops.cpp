@@ -6,7 +6,11 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <filesystem>
+#include <fstream>
 #include <thread>
+
+#include <unistd.h>
 
 #include "ops/cpu/fftw_plans.h"
 #include "ops/fast_size.h"
@@ -416,6 +420,81 @@ TEST(PlanCache, ANewBatchSizeMakesNoNewPlanAndGivesTheSameSamples) {
   EXPECT_EQ(after.created, before.created) << "batch 2 after batch 5 must not plan again";
   EXPECT_LT(rel_err(part, full.narrow(0, 1, 2)), 1e-6);
   EXPECT_LT(rel_err(part, ref::naive_mixture(x.narrow(0, 1, 2), weights, p, space, 1, 4)), 2e-5);
+}
+
+TEST(PlanCache, MeasuredPlansAreKeptForLaterProcessesAndNeverReachTheEstimatePlanner) {
+  namespace cpu = dash::ops::cpu;
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("dash_wisdom_" + std::to_string(static_cast<long>(getpid())));
+  std::filesystem::remove_all(root);
+  const std::string planner = cpu::fft_planner();
+  torch::manual_seed(12);
+  CandidateSpace space{{3, 5}, {1, 3}};
+  // A full (groups 1) 2D mixture on a shape no other test uses: new plans.
+  auto mixture_matches_reference = [&](int64_t channels, int64_t h, int64_t w) {
+    at::Tensor x = torch::randn({2, channels, h, w}, f32());
+    auto weights = ref::random_candidates(space, channels, channels, 2, f32());
+    at::Tensor p = torch::softmax(torch::randn({space.size()}), 0);
+    at::Tensor y = dash::ops::fourier_mixture(x, weights, p, space, c10::nullopt, {1}, 1);
+    return rel_err(y, ref::naive_mixture(x, weights, p, space, 1, 1)) < 2e-5;
+  };
+  const auto file = [&](const char* dir) { return root / dir / "fftw-wisdom-f32"; };
+
+  // Measured plans are saved where the option says, as FFTW's wisdom.
+  cpu::set_fft_planner("measure");
+  cpu::set_fft_wisdom((root / "a").string());
+  EXPECT_EQ(cpu::fft_wisdom_dir(), (root / "a").string());
+  auto before = cpu::fft_plan_stats();
+  EXPECT_TRUE(mixture_matches_reference(3, 17, 13));
+  auto after = cpu::fft_plan_stats();
+  EXPECT_GT(after.created, before.created);
+  EXPECT_GT(after.wisdom_written, before.wisdom_written);
+  ASSERT_TRUE(std::filesystem::exists(file("a")));
+  std::ifstream saved(file("a"));
+  std::string head;
+  saved >> head;
+  EXPECT_EQ(head.rfind("(fftw-3", 0), 0u) << "not FFTW wisdom: " << head;
+
+  // Another directory's file is read before the next plan is made; a file
+  // that is not wisdom is ignored and replaced.
+  std::filesystem::create_directories(root / "b");
+  std::filesystem::copy_file(file("a"), file("b"));
+  cpu::set_fft_wisdom((root / "b").string());
+  before = cpu::fft_plan_stats();
+  EXPECT_TRUE(mixture_matches_reference(3, 15, 11));
+  after = cpu::fft_plan_stats();
+  EXPECT_EQ(after.wisdom_read, before.wisdom_read + 1);
+  std::filesystem::create_directories(root / "c");
+  std::ofstream(file("c")) << "not wisdom\n";
+  cpu::set_fft_wisdom((root / "c").string());
+  before = cpu::fft_plan_stats();
+  EXPECT_TRUE(mixture_matches_reference(3, 13, 9));
+  after = cpu::fft_plan_stats();
+  EXPECT_EQ(after.wisdom_read, before.wisdom_read);
+  std::ifstream replaced(file("c"));
+  replaced >> head;
+  EXPECT_EQ(head.rfind("(fftw-3", 0), 0u) << "the bad file was not replaced: " << head;
+
+  // The estimate planner (bit-reproducible between processes) reads and
+  // writes none, and "off" writes nowhere.
+  cpu::set_fft_planner("estimate");
+  cpu::set_fft_wisdom((root / "d").string());
+  before = cpu::fft_plan_stats();
+  EXPECT_TRUE(mixture_matches_reference(3, 11, 7));
+  after = cpu::fft_plan_stats();
+  EXPECT_EQ(after.wisdom_read, before.wisdom_read);
+  EXPECT_EQ(after.wisdom_written, before.wisdom_written);
+  EXPECT_FALSE(std::filesystem::exists(root / "d"));
+  cpu::set_fft_planner("measure");
+  cpu::set_fft_wisdom("off");
+  EXPECT_EQ(cpu::fft_wisdom_dir(), "");
+  before = cpu::fft_plan_stats();
+  EXPECT_TRUE(mixture_matches_reference(3, 9, 7));
+  after = cpu::fft_plan_stats();
+  EXPECT_EQ(after.wisdom_written, before.wisdom_written);
+
+  cpu::set_fft_planner(planner);
+  std::filesystem::remove_all(root);
 }
 
 TEST(PlanCache, TwoThreadsRunTheOperatorAtOnce) {

@@ -284,6 +284,9 @@ const std::vector<OptionDef>& table() {
            {"auto", "estimate", "measure", "patient"}, {},
            "FFTW planning: auto measures 2D plans and estimates 1D ones (fastest searches measured); "
            "estimate is bit-reproducible between processes"),
+      both("fft_wisdom", "string", [](auto& c) -> auto& { return c.runtime.fft_wisdom; }, {}, {},
+           "directory where measured FFT plans are kept for later processes (FFTW wisdom): auto is "
+           "$DASH_FFTW_WISDOM if set, else $XDG_CACHE_HOME/dashnas or ~/.cache/dashnas; off: nowhere"),
       both("checkpoint_dir", "string", [](auto& c) -> auto& { return common(c).checkpoint_dir; }, {}, {},
            "where checkpoints go at each epoch end (\"\": none)"),
       both("resume", "bool", [](auto& c) -> auto& { return common(c).resume; }, {}, {},

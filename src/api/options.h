@@ -23,6 +23,7 @@ struct RuntimeOptions {
   int threads = 0;                   // compute threads; 0: all cores
   std::string device = "auto";       // "auto", "cpu" or "cuda"
   std::string fft_planner = "auto";  // ops::cpu::set_fft_planner's effort
+  std::string fft_wisdom = "auto";   // ops::cpu::set_fft_wisdom's directory
   bool tune_malloc = true;           // util::tune_malloc_for_training, for the whole process
   dist::DistOptions dist;            // world_size 1: no data parallelism
 };

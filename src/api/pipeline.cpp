@@ -28,6 +28,7 @@ void apply(const RuntimeOptions& o) {
   torch::set_num_threads(o.threads > 0 ? o.threads
                                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   ops::cpu::set_fft_planner(o.fft_planner);
+  ops::cpu::set_fft_wisdom(o.fft_wisdom);
   if (o.tune_malloc) util::tune_malloc_for_training();
 }
 

@@ -15,6 +15,8 @@ struct FftPlanStats {
   int64_t created = 0;  // plans made by the FFTW planner
   int64_t reused = 0;   // executions that found their plan in the cache
   double planning_s = 0;  // seconds spent in the planner
+  int64_t wisdom_read = 0;     // saved plans read (a file per precision, once per directory)
+  int64_t wisdom_written = 0;  // times the saved plans were written (after each measured plan)
 };
 FftPlanStats fft_plan_stats();
 
@@ -26,6 +28,14 @@ FftPlanStats fft_plan_stats();
 // DASH_FFTW_PLANNER, else "auto".
 void set_fft_planner(const std::string& effort);
 std::string fft_planner();
+
+// Where measured plans are saved for later processes (FFTW's wisdom, a file
+// per precision; the estimate planner neither reads nor uses them): a
+// directory, "off", or "auto" ($DASH_FFTW_WISDOM if set, "off" or "" there
+// meaning nowhere; else $XDG_CACHE_HOME/dashnas or ~/.cache/dashnas; the
+// initial value). fft_wisdom_dir() is where it resolved to, "" for nowhere.
+void set_fft_wisdom(const std::string& where);
+std::string fft_wisdom_dir();
 
 // Real-to-complex transforms of g.count() arrays [fft0(, fft1)] stored
 // contiguously at `in`, written to `out` in g.layout. Does not modify `in`.
