@@ -2,7 +2,7 @@
 // plain backbone, averaged over a search as it actually runs (warm-up,
 // freezing, pruning and all), side by side in one process.
 //
-//   dashnas_bench_search [--threads N] [--budget SECONDS] [--plain-steps N]
+//   dashnas_bench_search [--threads N] [--budget SECONDS] [--plain-steps N] [--warmup-steps N]
 //
 // The plain step is the mean of 40 steps timed before the search and 40 after.
 //
@@ -80,10 +80,12 @@ int main(int argc, char** argv) {
   int threads = 2;
   double budget = 120;
   int64_t plain_steps = 40;
+  int64_t warmup_steps = dash::search::SearchOptions{}.warmup_steps;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--budget")) budget = std::atof(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--plain-steps")) plain_steps = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--warmup-steps")) warmup_steps = std::atoll(argv[i + 1]);
   }
   torch::set_num_threads(threads);
   std::vector<Case> cases;
@@ -120,6 +122,7 @@ int main(int argc, char** argv) {
     so.hpo_share = 0.01;  // the search itself gets (almost) all of it
     so.hpo = false;
     so.guard = false;
+    so.warmup_steps = warmup_steps;
     const auto plans0 = dash::ops::cpu::fft_plan_stats();
     const auto out = dash::search::run_search(c.spec, data, so, nullptr);
     const auto plans1 = dash::ops::cpu::fft_plan_stats();
@@ -130,12 +133,12 @@ int main(int argc, char** argv) {
     int64_t frozen = 0;
     for (const auto& at : s["frozen_at_step"]) frozen += at.get<int64_t>() >= 0;
     std::printf(
-        "{\"config\": \"%s\", \"threads\": %d, \"search_ms\": %.1f, \"plain_ms\": %.1f, "
+        "{\"config\": \"%s\", \"threads\": %d, \"warmup_steps\": %lld, \"search_ms\": %.1f, \"plain_ms\": %.1f, "
         "\"plain_ms_before\": %.1f, \"plain_ms_after\": %.1f, \"search_over_plain\": %.2f, \"search_steps\": %lld, \"search_s\": %.1f, "
         "\"stopped_early\": %s, \"layers_frozen\": %lld, \"layers\": %zu, \"pruned\": %lld, "
         "\"cost_model_s\": %.1f, \"fft_plans\": %lld, \"fft_planning_s\": %.1f, \"fft_planner\": \"%s\", "
         "\"fft_wisdom_read\": %s}\n",
-        c.name.c_str(), threads, search_ms, plain_ms, plain_before, plain_after, search_ms / plain_ms,
+        c.name.c_str(), threads, static_cast<long long>(warmup_steps), search_ms, plain_ms, plain_before, plain_after, search_ms / plain_ms,
         static_cast<long long>(s["steps_done"].get<int64_t>()), s["seconds"].get<double>(),
         s["stopped_early"].get<bool>() ? "true" : "false", static_cast<long long>(frozen),
         s["frozen_at_step"].size(), static_cast<long long>(s["pruned_candidates"].get<int64_t>()),

@@ -114,7 +114,13 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{"2d_full_nonsquare_stride2", {2, 3, 9, 14}, 2, 7, 2, false},
                       ConvCase{"2d_dw_nonsquare_odd", {3, 5, 11, 8}, 5, 9, 1, true},
                       ConvCase{"2d_dw_even_stride2", {1, 4, 10, 16}, 4, 3, 2, true},
-                      ConvCase{"2d_kernel_larger_than_image", {2, 2, 4, 6}, 3, 13, 1, false}),
+                      ConvCase{"2d_kernel_larger_than_image", {2, 2, 4, 6}, 3, 13, 1, false},
+                      // Strided outputs transformed at M = N/s (s divides N): M odd
+                      // (28x28, a 43-tap frame: N 50, M 25, the Fashion-MNIST mixture's),
+                      // stride 3, and a kernel wider than the image.
+                      ConvCase{"2d_full_stride2_folded_odd", {2, 3, 28, 28}, 4, 43, 2, false},
+                      ConvCase{"1d_dw_stride3_folded", {2, 3, 26}, 3, 9, 3, true},
+                      ConvCase{"2d_dw_stride2_kernel_wider_than_image", {2, 2, 7, 5}, 2, 15, 2, true}),
     [](const ::testing::TestParamInfo<ConvCase>& info) { return std::string(info.param.name); });
 
 TEST(SpectralConv, RejectsWhatItCannotComputeWithClearErrors) {

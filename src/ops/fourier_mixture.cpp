@@ -121,9 +121,14 @@ class MixKernelsFunction : public torch::autograd::Function<MixKernelsFunction> 
       const at::Tensor& w = weights[static_cast<size_t>(j)];
       const at::Tensor g = frame_view(grad, place);
       dprobs[j] = (g * kept_taps(w, place)).sum().to(at::kDouble);
-      at::Tensor dw = at::zeros_like(w);
+      // A candidate out of the mixture (probability 0) gets no gradient
+      // (undefined: zero to autograd) rather than a zeroed copy of its weights.
       const double pj = p[j].item<double>();
-      if (pj != 0) kept_taps(dw, place).copy_(g * pj);
+      at::Tensor dw;
+      if (pj != 0) {
+        dw = at::zeros_like(w);
+        kept_taps(dw, place).copy_(g * pj);
+      }
       out.push_back(dw);
     }
     out[0] = dprobs.to(probs.dtype()).to(probs.device());

@@ -10,8 +10,13 @@
 //  * Its adjoints are again products of spectra: dX = dY * H (a convolution)
 //    and dH = X * conj(dY) (a correlation), so backward reuses the forward's
 //    transforms of x and h and needs only one new forward transform, of dy.
-//  * Stride s keeps every s-th output; its adjoint scatters dy back to full
-//    resolution.
+//  * Stride s keeps every s-th output. Where s divides N, y[s i] is the
+//    inverse transform of size M = N/s of the folded spectrum
+//    Yf[k] = sum_{a<s} Y[k + a M] (with the 1/N of the size-N inverse), so the
+//    output and dy are transformed at M: s^rank times fewer values. The
+//    adjoint: dy scattered back to every s-th position has the spectrum
+//    DYs[k mod M] of dy's own size-M transform, tiled. Otherwise the full
+//    output is transformed and subsampled, and dy scattered back.
 
 #include "ops/spectral_conv.h"
 
@@ -43,6 +48,9 @@ struct ConvPlan {
   ChannelGeometry channels;
   int64_t in_per_group = 0;
   FftGeometry data, out, kernel;
+  // Strided with s | N on every axis: the output's transforms at M = N/s.
+  bool folded = false;
+  FftGeometry out_folded;
 
   double scale() const {
     return 1.0 / static_cast<double>(rank == 1 ? axes[0].fft : axes[0].fft * axes[1].fft);
@@ -91,7 +99,99 @@ ConvPlan make_plan(at::IntArrayRef x, at::IntArrayRef w, at::IntArrayRef stride,
   p.out.channels = out;
   p.kernel.batch = out;
   p.kernel.channels = p.in_per_group;
+  bool strided = false, divides = true;
+  p.out_folded = p.out;
+  for (int axis = 0; axis < p.rank; ++axis) {
+    strided = strided || p.stride[axis] > 1;
+    divides = divides && p.axes[axis].fft % p.stride[axis] == 0;
+    p.out_folded.fft[axis] = p.axes[axis].fft / p.stride[axis];
+  }
+  p.folded = strided && divides;
   return p;
+}
+
+// The half spectrum of a real array of size N (last axis halved) as bins:
+// where full-spectrum index (j0, j1) is stored, and whether it is the
+// conjugate of what is stored there (Hermitian symmetry).
+struct HalfSpectrum {
+  int rank;
+  std::array<int64_t, 2> n;  // n[rank - 1] is the halved axis
+  int64_t half() const { return n[rank - 1] / 2 + 1; }
+  int64_t bins() const { return rank == 1 ? half() : n[0] * half(); }
+  // j: full-spectrum index per axis, each in [0, n).
+  std::pair<int64_t, bool> at(std::array<int64_t, 2> j) const {
+    const int last = rank - 1;
+    bool conj = false;
+    if (j[last] > n[last] / 2) {
+      for (int axis = 0; axis < rank; ++axis) j[axis] = (n[axis] - j[axis]) % n[axis];
+      conj = true;
+    }
+    return {rank == 1 ? j[0] : j[0] * half() + j[1], conj};
+  }
+};
+
+// Gathers bins (dimension `dim` of a [.., bins, .., 2] spectrum) by `index`,
+// conjugating where `conj` is set.
+at::Tensor gather_bins(const at::Tensor& spectrum, int64_t dim, const std::vector<int64_t>& index,
+                       const std::vector<bool>& conj) {
+  const auto dev = spectrum.device();
+  at::Tensor idx = at::tensor(index, at::TensorOptions().dtype(at::kLong)).to(dev);
+  std::vector<float> sign;
+  for (bool c : conj) {
+    sign.push_back(1.0f);
+    sign.push_back(c ? -1.0f : 1.0f);
+  }
+  std::vector<int64_t> shape(spectrum.dim(), 1);
+  shape[dim] = static_cast<int64_t>(index.size());
+  shape.back() = 2;
+  at::Tensor s = at::tensor(sign, spectrum.options().device(at::kCPU).dtype(at::kFloat))
+                     .to(spectrum.options())
+                     .view(shape);
+  return spectrum.index_select(dim, idx).mul_(s);
+}
+
+// The bins dimension of a spectrum of geometry g.
+int64_t bins_dim(const FftGeometry& g) { return g.layout == SpectrumLayout::kChannelsLast ? 1 : 2; }
+
+// Y (size N) -> Yf (size M = N/s): Yf[k] = sum over aliases a of Y[k + a M].
+at::Tensor fold_spectrum(const at::Tensor& Y, const ConvPlan& p) {
+  const HalfSpectrum full{p.rank, p.out.fft}, part{p.rank, p.out_folded.fft};
+  const int64_t dim = bins_dim(p.out);
+  const std::array<int64_t, 2> s{p.stride[0], p.rank == 2 ? p.stride[1] : 1};
+  at::Tensor sum;
+  for (int64_t a0 = 0; a0 < s[0]; ++a0) {
+    for (int64_t a1 = 0; a1 < s[1]; ++a1) {
+      std::vector<int64_t> index;
+      std::vector<bool> conj;
+      for (int64_t b = 0; b < part.bins(); ++b) {
+        const int64_t k0 = p.rank == 2 ? b / part.half() : b, k1 = p.rank == 2 ? b % part.half() : 0;
+        const std::array<int64_t, 2> j = p.rank == 2 ? std::array<int64_t, 2>{k0 + a0 * part.n[0], k1 + a1 * part.n[1]}
+                                                     : std::array<int64_t, 2>{k0 + a0 * part.n[0], 0};
+        const auto [at_bin, c] = full.at(j);
+        index.push_back(at_bin);
+        conj.push_back(c);
+      }
+      at::Tensor term = gather_bins(Y, dim, index, conj);
+      sum = sum.defined() ? sum.add_(term) : term;
+    }
+  }
+  return sum;
+}
+
+// DYs (size M) -> DY (size N): DY[k] = DYs[k mod M].
+at::Tensor tile_spectrum(const at::Tensor& DYs, const ConvPlan& p) {
+  const HalfSpectrum full{p.rank, p.out.fft}, part{p.rank, p.out_folded.fft};
+  std::vector<int64_t> index;
+  std::vector<bool> conj;
+  for (int64_t b = 0; b < full.bins(); ++b) {
+    const int64_t k0 = p.rank == 2 ? b / full.half() : b, k1 = p.rank == 2 ? b % full.half() : 0;
+    const std::array<int64_t, 2> j = p.rank == 2 ? std::array<int64_t, 2>{k0 % part.n[0], k1 % part.n[1]}
+                                                 : std::array<int64_t, 2>{k0 % part.n[0], 0};
+    const auto [at_bin, c] = part.at(j);
+    index.push_back(at_bin);
+    conj.push_back(c);
+  }
+  return gather_bins(DYs, bins_dim(p.out), index, conj);
 }
 
 std::vector<int64_t> spatial_dims(int rank) {
@@ -164,6 +264,13 @@ std::array<int64_t, 2> input_sizes(const ConvPlan& p) {
   return {p.axes[0].n, p.rank == 2 ? p.axes[1].n : 1};
 }
 
+// The strided output's size per axis: ceil(n / s).
+std::array<int64_t, 2> output_sizes(const ConvPlan& p) {
+  std::array<int64_t, 2> m{1, 1};
+  for (int axis = 0; axis < p.rank; ++axis) m[axis] = (p.axes[axis].n + p.stride[axis] - 1) / p.stride[axis];
+  return m;
+}
+
 std::vector<int64_t> flat_shape(int64_t count, const ConvPlan& p) {
   std::vector<int64_t> shape{count};
   for (int axis = 0; axis < p.rank; ++axis) shape.push_back(p.axes[axis].n);
@@ -180,17 +287,24 @@ class SpectralConvFunction : public torch::autograd::Function<SpectralConvFuncti
     at::Tensor X = backend.rfft(x.reshape(flat_shape(p.data.count(), p)), p.data);
     at::Tensor H = backend.rfft(circular_kernel(w, p), p.kernel);
     at::Tensor Y = backend.product_forward(X, H, p.channels, p.scale());
-    at::Tensor y = backend.irfft_consume(Y, p.out, input_sizes(p));
-
+    at::Tensor y;
     std::vector<int64_t> shape{p.channels.batch, p.channels.out_channels};
-    for (int axis = 0; axis < p.rank; ++axis) shape.push_back(p.axes[axis].n);
+    if (p.folded) {
+      at::Tensor Yf = fold_spectrum(Y, p);
+      Y.reset();
+      y = backend.irfft_consume(Yf, p.out_folded, output_sizes(p));
+      for (int axis = 0; axis < p.rank; ++axis) shape.push_back(output_sizes(p)[axis]);
+    } else {
+      y = backend.irfft_consume(Y, p.out, input_sizes(p));
+      for (int axis = 0; axis < p.rank; ++axis) shape.push_back(p.axes[axis].n);
+    }
     ctx->saved_data["X"] = X;
     ctx->saved_data["H"] = H;
     ctx->saved_data["x_sizes"] = x.sizes().vec();
     ctx->saved_data["w_sizes"] = w.sizes().vec();
     ctx->saved_data["stride"] = stride;
     ctx->saved_data["groups"] = groups;
-    return subsample(y.view(shape), p);
+    return p.folded ? y.view(shape) : subsample(y.view(shape), p);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -203,8 +317,16 @@ class SpectralConvFunction : public torch::autograd::Function<SpectralConvFuncti
     const at::Tensor H = ctx->saved_data["H"].toTensor();
     SpectralBackend& backend = spectral_backend_for(X.device());
 
-    at::Tensor dy = upsample_adjoint(grads[0], p);
-    at::Tensor dY = backend.rfft(dy.reshape(flat_shape(p.out.count(), p)), p.out);
+    at::Tensor dY;
+    if (p.folded) {
+      const auto m = output_sizes(p);
+      std::vector<int64_t> flat{p.out.count(), m[0]};
+      if (p.rank == 2) flat.push_back(m[1]);
+      dY = tile_spectrum(backend.rfft(grads[0].contiguous().reshape(flat), p.out_folded), p);
+    } else {
+      at::Tensor dy = upsample_adjoint(grads[0], p);
+      dY = backend.rfft(dy.reshape(flat_shape(p.out.count(), p)), p.out);
+    }
 
     at::Tensor dx, dw;
     if (ctx->needs_input_grad(1)) {
