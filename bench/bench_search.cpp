@@ -5,6 +5,8 @@
 //   dashnas_bench_search [--threads N] [--budget SECONDS] [--plain-steps N] [--warmup-steps N]
 //
 // The plain step is the mean of 40 steps timed before the search and 40 after.
+// mixing_over_plain: the steps up to the first freeze (every layer mixing, the
+// first step's planning included), after_over_plain: the rest.
 //
 // Cases: Fashion-MNIST (28x28, batch 64, WRN-16-1, K={3,5,7,9} x D={1,3,7,15};
 // Debian's dataset-fashion-mnist, 5,000 images) and a generated 1D task of
@@ -17,6 +19,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -130,15 +133,35 @@ int main(int argc, char** argv) {
     const double plain_ms = 0.5 * (plain_before + plain_after);
     const auto& s = out.report["search"];
     const double search_ms = s["seconds"].get<double>() * 1000.0 / s["steps_done"].get<double>();
-    int64_t frozen = 0;
-    for (const auto& at : s["frozen_at_step"]) frozen += at.get<int64_t>() >= 0;
+    int64_t frozen = 0, first_freeze = -1;
+    for (const auto& at : s["frozen_at_step"]) {
+      const int64_t step = at.get<int64_t>();
+      frozen += step >= 0;
+      if (step >= 0 && (first_freeze < 0 || step < first_freeze)) first_freeze = step;
+    }
+    // Steps with every layer mixing (up to the first freeze, from the trace's
+    // snapshot nearest below it) against the steps after.
+    double mixing_ms = std::nan(""), after_ms = std::nan("");
+    double t_mix = 0;
+    int64_t n_mix = 0;
+    for (const auto& snap : s["trace"]) {
+      const int64_t step = snap["step"].get<int64_t>();
+      if (step <= first_freeze || first_freeze < 0) {
+        n_mix = step;
+        t_mix = snap["seconds"].get<double>();
+      }
+    }
+    const int64_t steps = s["steps_done"].get<int64_t>();
+    if (n_mix > 0) mixing_ms = t_mix * 1000.0 / static_cast<double>(n_mix);
+    if (steps > n_mix) after_ms = (s["seconds"].get<double>() - t_mix) * 1000.0 / static_cast<double>(steps - n_mix);
     std::printf(
         "{\"config\": \"%s\", \"threads\": %d, \"warmup_steps\": %lld, \"search_ms\": %.1f, \"plain_ms\": %.1f, "
-        "\"plain_ms_before\": %.1f, \"plain_ms_after\": %.1f, \"search_over_plain\": %.2f, \"search_steps\": %lld, \"search_s\": %.1f, "
+        "\"plain_ms_before\": %.1f, \"plain_ms_after\": %.1f, \"search_over_plain\": %.2f, \"mixing_steps\": %lld, \"mixing_over_plain\": %.2f, \"after_over_plain\": %.2f, \"search_steps\": %lld, \"search_s\": %.1f, "
         "\"stopped_early\": %s, \"layers_frozen\": %lld, \"layers\": %zu, \"pruned\": %lld, "
         "\"cost_model_s\": %.1f, \"fft_plans\": %lld, \"fft_planning_s\": %.1f, \"fft_planner\": \"%s\", "
         "\"fft_wisdom_read\": %s}\n",
         c.name.c_str(), threads, static_cast<long long>(warmup_steps), search_ms, plain_ms, plain_before, plain_after, search_ms / plain_ms,
+        static_cast<long long>(n_mix), mixing_ms / plain_ms, after_ms / plain_ms,
         static_cast<long long>(s["steps_done"].get<int64_t>()), s["seconds"].get<double>(),
         s["stopped_early"].get<bool>() ? "true" : "false", static_cast<long long>(frozen),
         s["frozen_at_step"].size(), static_cast<long long>(s["pruned_candidates"].get<int64_t>()),

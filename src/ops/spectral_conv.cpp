@@ -20,6 +20,7 @@
 
 #include "ops/spectral_conv.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include "ops/fast_size.h"
@@ -130,68 +131,115 @@ struct HalfSpectrum {
   }
 };
 
-// Gathers bins (dimension `dim` of a [.., bins, .., 2] spectrum) by `index`,
-// conjugating where `conj` is set.
-at::Tensor gather_bins(const at::Tensor& spectrum, int64_t dim, const std::vector<int64_t>& index,
-                       const std::vector<bool>& conj) {
-  const auto dev = spectrum.device();
-  at::Tensor idx = at::tensor(index, at::TensorOptions().dtype(at::kLong)).to(dev);
-  std::vector<float> sign;
-  for (bool c : conj) {
-    sign.push_back(1.0f);
-    sign.push_back(c ? -1.0f : 1.0f);
-  }
-  std::vector<int64_t> shape(spectrum.dim(), 1);
-  shape[dim] = static_cast<int64_t>(index.size());
-  shape.back() = 2;
-  at::Tensor s = at::tensor(sign, spectrum.options().device(at::kCPU).dtype(at::kFloat))
-                     .to(spectrum.options())
-                     .view(shape);
-  return spectrum.index_select(dim, idx).mul_(s);
+// Where each output bin's terms come from: per alias, a source bin and
+// whether it enters conjugated.
+struct BinSources {
+  std::vector<std::vector<int64_t>> index;  // [alias][output bin]
+  std::vector<std::vector<uint8_t>> conj;
+};
+
+// out[o][t][i] = sum over aliases a of (conj ? conj(v) : v), v = in[o][index[a][t]][i],
+// for a spectrum of geometry g seen as [outer][bins][inner] complex values
+// (channels-last: outer = batch, inner = channels; transform-major: outer =
+// batch x channels, inner = 1), to the same layout with `bins_out` bins.
+template <typename T>
+void gather_cpu(const T* in, T* out, int64_t outer, int64_t bins_in, int64_t bins_out, int64_t inner,
+                const BinSources& from) {
+  at::parallel_for(0, outer, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      const T* src = in + 2 * o * bins_in * inner;
+      T* dst = out + 2 * o * bins_out * inner;
+      for (int64_t t = 0; t < bins_out; ++t) {
+        T* d = dst + 2 * t * inner;
+        for (size_t a = 0; a < from.index.size(); ++a) {
+          const T* v = src + 2 * from.index[a][static_cast<size_t>(t)] * inner;
+          const T im = from.conj[a][static_cast<size_t>(t)] ? T(-1) : T(1);
+          if (a == 0) {
+            for (int64_t i = 0; i < inner; ++i) {
+              d[2 * i] = v[2 * i];
+              d[2 * i + 1] = im * v[2 * i + 1];
+            }
+          } else {
+            for (int64_t i = 0; i < inner; ++i) {
+              d[2 * i] += v[2 * i];
+              d[2 * i + 1] += im * v[2 * i + 1];
+            }
+          }
+        }
+      }
+    }
+  });
 }
 
-// The bins dimension of a spectrum of geometry g.
-int64_t bins_dim(const FftGeometry& g) { return g.layout == SpectrumLayout::kChannelsLast ? 1 : 2; }
+at::Tensor gather_bins(const at::Tensor& spectrum, const FftGeometry& g, int64_t bins_out,
+                       const BinSources& from) {
+  const bool channels_last = g.layout == SpectrumLayout::kChannelsLast;
+  const int64_t outer = channels_last ? g.batch : g.count(), inner = channels_last ? g.channels : 1;
+  at::Tensor out = channels_last ? at::empty({g.batch, bins_out, g.channels, 2}, spectrum.options())
+                                 : at::empty({g.batch, g.channels, bins_out, 2}, spectrum.options());
+  const at::Tensor in = spectrum.contiguous();
+  if (in.device().is_cpu()) {
+    AT_DISPATCH_FLOATING_TYPES(in.scalar_type(), "gather_bins", [&] {
+      gather_cpu<scalar_t>(in.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), outer, g.bins(), bins_out, inner,
+                           from);
+    });
+    return out;
+  }
+  // Elsewhere (CUDA): the same with LibTorch's gathers.
+  const at::Tensor view = in.view({outer, g.bins(), inner, 2});
+  at::Tensor sum;
+  for (size_t a = 0; a < from.index.size(); ++a) {
+    std::vector<float> sign;
+    for (uint8_t c : from.conj[a]) {
+      sign.push_back(1.0f);
+      sign.push_back(c ? -1.0f : 1.0f);
+    }
+    const at::Tensor idx = at::tensor(from.index[a], at::TensorOptions().dtype(at::kLong)).to(in.device());
+    const at::Tensor sg = at::tensor(sign, at::TensorOptions().dtype(at::kFloat)).to(in.options()).view({1, bins_out, 1, 2});
+    at::Tensor term = view.index_select(1, idx).mul_(sg);
+    sum = sum.defined() ? sum.add_(term) : term;
+  }
+  out.view({outer, bins_out, inner, 2}).copy_(sum);
+  return out;
+}
 
 // Y (size N) -> Yf (size M = N/s): Yf[k] = sum over aliases a of Y[k + a M].
 at::Tensor fold_spectrum(const at::Tensor& Y, const ConvPlan& p) {
   const HalfSpectrum full{p.rank, p.out.fft}, part{p.rank, p.out_folded.fft};
-  const int64_t dim = bins_dim(p.out);
   const std::array<int64_t, 2> s{p.stride[0], p.rank == 2 ? p.stride[1] : 1};
-  at::Tensor sum;
+  BinSources from;
   for (int64_t a0 = 0; a0 < s[0]; ++a0) {
     for (int64_t a1 = 0; a1 < s[1]; ++a1) {
-      std::vector<int64_t> index;
-      std::vector<bool> conj;
+      from.index.emplace_back();
+      from.conj.emplace_back();
       for (int64_t b = 0; b < part.bins(); ++b) {
         const int64_t k0 = p.rank == 2 ? b / part.half() : b, k1 = p.rank == 2 ? b % part.half() : 0;
         const std::array<int64_t, 2> j = p.rank == 2 ? std::array<int64_t, 2>{k0 + a0 * part.n[0], k1 + a1 * part.n[1]}
                                                      : std::array<int64_t, 2>{k0 + a0 * part.n[0], 0};
         const auto [at_bin, c] = full.at(j);
-        index.push_back(at_bin);
-        conj.push_back(c);
+        from.index.back().push_back(at_bin);
+        from.conj.back().push_back(c);
       }
-      at::Tensor term = gather_bins(Y, dim, index, conj);
-      sum = sum.defined() ? sum.add_(term) : term;
     }
   }
-  return sum;
+  return gather_bins(Y, p.out, part.bins(), from);
 }
 
 // DYs (size M) -> DY (size N): DY[k] = DYs[k mod M].
 at::Tensor tile_spectrum(const at::Tensor& DYs, const ConvPlan& p) {
   const HalfSpectrum full{p.rank, p.out.fft}, part{p.rank, p.out_folded.fft};
-  std::vector<int64_t> index;
-  std::vector<bool> conj;
+  BinSources from;
+  from.index.emplace_back();
+  from.conj.emplace_back();
   for (int64_t b = 0; b < full.bins(); ++b) {
     const int64_t k0 = p.rank == 2 ? b / full.half() : b, k1 = p.rank == 2 ? b % full.half() : 0;
     const std::array<int64_t, 2> j = p.rank == 2 ? std::array<int64_t, 2>{k0 % part.n[0], k1 % part.n[1]}
                                                  : std::array<int64_t, 2>{k0 % part.n[0], 0};
     const auto [at_bin, c] = part.at(j);
-    index.push_back(at_bin);
-    conj.push_back(c);
+    from.index[0].push_back(at_bin);
+    from.conj[0].push_back(c);
   }
-  return gather_bins(DYs, bins_dim(p.out), index, conj);
+  return gather_bins(DYs, p.out_folded, full.bins(), from);
 }
 
 std::vector<int64_t> spatial_dims(int rank) {

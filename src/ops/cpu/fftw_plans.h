@@ -40,13 +40,17 @@ std::string fft_wisdom_dir();
 // Real-to-complex transforms of g.count() arrays [fft0(, fft1)] stored
 // contiguously at `in`, written to `out` in g.layout. Does not modify `in`.
 // With in == out the transform runs in place (kTransformMajor only): each real
-// array then sits in its spectrum's memory, rows padded to 2*(fft/2+1) values.
-// dtype: at::kFloat or at::kDouble.
-void execute_r2c(const FftGeometry& g, at::ScalarType dtype, void* in, void* out);
+// array then sits in its spectrum's memory, rows padded to 2*(fft1/2+1) values.
+// 2D with 0 < rows < fft0: only the first `rows` rows of each real array hold
+// data (the rest are taken as zero and not read); out of place, the real
+// arrays are then stored as [rows][fft1] each. dtype: at::kFloat or at::kDouble.
+void execute_r2c(const FftGeometry& g, at::ScalarType dtype, void* in, void* out, int64_t rows = 0);
 
 // Complex-to-real transforms (unnormalised) of spectra at `in` (g.layout) to
 // g.count() contiguous real arrays at `out`. Overwrites `in`. With in == out,
-// in place as for execute_r2c.
-void execute_c2r(const FftGeometry& g, at::ScalarType dtype, void* in, void* out);
+// in place as for execute_r2c. 2D with 0 < rows < fft0: only the first `rows`
+// rows of each real array are computed (out of place stored as [rows][fft1];
+// in place the other rows are left undefined).
+void execute_c2r(const FftGeometry& g, at::ScalarType dtype, void* in, void* out, int64_t rows = 0);
 
 }  // namespace dash::ops::cpu

@@ -168,31 +168,37 @@ void combine_kernel_grad(const T* P, T* dH, int64_t bins, int64_t out, int64_t i
 
 class CpuSpectralBackend final : public SpectralBackend {
  public:
+  // 2D: the row transforms of the padding rows (zero in, unwanted out) are
+  // skipped (cpu::execute_r2c's rows).
   at::Tensor rfft(const at::Tensor& x, const FftGeometry& g) override {
     at::Tensor out = spectrum_empty(g, x.options());
+    const int64_t rows = g.rank == 2 ? x.size(1) : 0;
     if (g.layout == SpectrumLayout::kTransformMajor) {
       // In place: no padded copy of the batch is ever allocated.
       at::Tensor real = in_place_real_view(out, g);
       copy_padded(x, real, g);
-      cpu::execute_r2c(g, x.scalar_type(), out.data_ptr(), out.data_ptr());
+      cpu::execute_r2c(g, x.scalar_type(), out.data_ptr(), out.data_ptr(), rows);
       return out;
     }
-    at::Tensor padded = zero_pad(x, g);
-    cpu::execute_r2c(g, x.scalar_type(), padded.data_ptr(), out.data_ptr());
+    // Out of place the real arrays are [rows][fft1]: padded along axis 1 only.
+    at::Tensor padded = rows > 0 ? at::constant_pad_nd(x, {0, g.fft[1] - x.size(2)}, 0).contiguous()
+                                 : zero_pad(x, g);
+    cpu::execute_r2c(g, x.scalar_type(), padded.data_ptr(), out.data_ptr(), rows);
     return out;
   }
 
   at::Tensor irfft_consume(at::Tensor& spectrum, const FftGeometry& g,
                            std::array<int64_t, 2> keep) override {
     at::Tensor full;
+    const int64_t rows = g.rank == 2 ? keep[0] : 0;  // only the kept rows are transformed
     if (g.layout == SpectrumLayout::kTransformMajor) {
-      cpu::execute_c2r(g, spectrum.scalar_type(), spectrum.data_ptr(), spectrum.data_ptr());
+      cpu::execute_c2r(g, spectrum.scalar_type(), spectrum.data_ptr(), spectrum.data_ptr(), rows);
       full = in_place_real_view(spectrum, g);
     } else {
-      std::vector<int64_t> shape{g.count(), g.fft[0]};
+      std::vector<int64_t> shape{g.count(), rows > 0 ? rows : g.fft[0]};
       if (g.rank == 2) shape.push_back(g.fft[1]);
       full = at::empty(shape, spectrum.options());
-      cpu::execute_c2r(g, spectrum.scalar_type(), spectrum.data_ptr(), full.data_ptr());
+      cpu::execute_c2r(g, spectrum.scalar_type(), spectrum.data_ptr(), full.data_ptr(), rows);
     }
     spectrum.reset();
     at::Tensor kept = full.narrow(1, 0, keep[0]);
