@@ -132,38 +132,61 @@ struct HalfSpectrum {
 };
 
 // Where each output bin's terms come from: per alias, a source bin and
-// whether it enters conjugated.
+// whether it enters conjugated, stored bin-major ([output bin][alias]) so
+// that one output value reads its terms from consecutive entries.
 struct BinSources {
-  std::vector<std::vector<int64_t>> index;  // [alias][output bin]
-  std::vector<std::vector<uint8_t>> conj;
+  int64_t aliases = 1;
+  std::vector<int64_t> index;  // [output bin][alias]
+  std::vector<uint8_t> conj;
 };
 
-// out[o][t][i] = sum over aliases a of (conj ? conj(v) : v), v = in[o][index[a][t]][i],
+// out[o][t][i] = sum over aliases a of (conj ? conj(v) : v), v = in[o][index[t][a]][i],
 // for a spectrum of geometry g seen as [outer][bins][inner] complex values
 // (channels-last: outer = batch, inner = channels; transform-major: outer =
 // batch x channels, inner = 1), to the same layout with `bins_out` bins.
+// Transform-major, each image's bins are a few kB, so the gather stays in
+// cache and what counts is the work per value: one tight loop over flat
+// tables (the first version, a table per alias and a branch per value, took
+// 34 ms of a 590 ms Fashion-MNIST supernet step with every layer mixing,
+// perf; this one 14 ms of 495).
 template <typename T>
 void gather_cpu(const T* in, T* out, int64_t outer, int64_t bins_in, int64_t bins_out, int64_t inner,
                 const BinSources& from) {
+  const int64_t aliases = from.aliases;
+  std::vector<T> sign(from.conj.size());
+  for (size_t e = 0; e < sign.size(); ++e) sign[e] = from.conj[e] ? T(-1) : T(1);
+  const int64_t* index = from.index.data();
+  const T* sg = sign.data();
   at::parallel_for(0, outer, 1, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       const T* src = in + 2 * o * bins_in * inner;
       T* dst = out + 2 * o * bins_out * inner;
+      if (inner == 1) {
+        for (int64_t t = 0; t < bins_out; ++t) {
+          T re = 0, im = 0;
+          for (int64_t a = t * aliases; a < (t + 1) * aliases; ++a) {
+            const T* v = src + 2 * index[a];
+            re += v[0];
+            im += sg[a] * v[1];
+          }
+          dst[2 * t] = re;
+          dst[2 * t + 1] = im;
+        }
+        continue;
+      }
       for (int64_t t = 0; t < bins_out; ++t) {
         T* d = dst + 2 * t * inner;
-        for (size_t a = 0; a < from.index.size(); ++a) {
-          const T* v = src + 2 * from.index[a][static_cast<size_t>(t)] * inner;
-          const T im = from.conj[a][static_cast<size_t>(t)] ? T(-1) : T(1);
-          if (a == 0) {
-            for (int64_t i = 0; i < inner; ++i) {
-              d[2 * i] = v[2 * i];
-              d[2 * i + 1] = im * v[2 * i + 1];
-            }
-          } else {
-            for (int64_t i = 0; i < inner; ++i) {
-              d[2 * i] += v[2 * i];
-              d[2 * i + 1] += im * v[2 * i + 1];
-            }
+        const T* v = src + 2 * index[t * aliases] * inner;
+        const T s0 = sg[t * aliases];
+        for (int64_t i = 0; i < inner; ++i) {
+          d[2 * i] = v[2 * i];
+          d[2 * i + 1] = s0 * v[2 * i + 1];
+        }
+        for (int64_t a = t * aliases + 1; a < (t + 1) * aliases; ++a) {
+          const T* w = src + 2 * index[a] * inner;
+          for (int64_t i = 0; i < inner; ++i) {
+            d[2 * i] += w[2 * i];
+            d[2 * i + 1] += sg[a] * w[2 * i + 1];
           }
         }
       }
@@ -188,13 +211,15 @@ at::Tensor gather_bins(const at::Tensor& spectrum, const FftGeometry& g, int64_t
   // Elsewhere (CUDA): the same with LibTorch's gathers.
   const at::Tensor view = in.view({outer, g.bins(), inner, 2});
   at::Tensor sum;
-  for (size_t a = 0; a < from.index.size(); ++a) {
+  for (int64_t a = 0; a < from.aliases; ++a) {
+    std::vector<int64_t> index;
     std::vector<float> sign;
-    for (uint8_t c : from.conj[a]) {
+    for (int64_t t = 0; t < bins_out; ++t) {
+      index.push_back(from.index[static_cast<size_t>(t * from.aliases + a)]);
       sign.push_back(1.0f);
-      sign.push_back(c ? -1.0f : 1.0f);
+      sign.push_back(from.conj[static_cast<size_t>(t * from.aliases + a)] ? -1.0f : 1.0f);
     }
-    const at::Tensor idx = at::tensor(from.index[a], at::TensorOptions().dtype(at::kLong)).to(in.device());
+    const at::Tensor idx = at::tensor(index, at::TensorOptions().dtype(at::kLong)).to(in.device());
     const at::Tensor sg = at::tensor(sign, at::TensorOptions().dtype(at::kFloat)).to(in.options()).view({1, bins_out, 1, 2});
     at::Tensor term = view.index_select(1, idx).mul_(sg);
     sum = sum.defined() ? sum.add_(term) : term;
@@ -208,17 +233,16 @@ at::Tensor fold_spectrum(const at::Tensor& Y, const ConvPlan& p) {
   const HalfSpectrum full{p.rank, p.out.fft}, part{p.rank, p.out_folded.fft};
   const std::array<int64_t, 2> s{p.stride[0], p.rank == 2 ? p.stride[1] : 1};
   BinSources from;
-  for (int64_t a0 = 0; a0 < s[0]; ++a0) {
-    for (int64_t a1 = 0; a1 < s[1]; ++a1) {
-      from.index.emplace_back();
-      from.conj.emplace_back();
-      for (int64_t b = 0; b < part.bins(); ++b) {
-        const int64_t k0 = p.rank == 2 ? b / part.half() : b, k1 = p.rank == 2 ? b % part.half() : 0;
+  from.aliases = s[0] * s[1];
+  for (int64_t b = 0; b < part.bins(); ++b) {
+    const int64_t k0 = p.rank == 2 ? b / part.half() : b, k1 = p.rank == 2 ? b % part.half() : 0;
+    for (int64_t a0 = 0; a0 < s[0]; ++a0) {
+      for (int64_t a1 = 0; a1 < s[1]; ++a1) {
         const std::array<int64_t, 2> j = p.rank == 2 ? std::array<int64_t, 2>{k0 + a0 * part.n[0], k1 + a1 * part.n[1]}
                                                      : std::array<int64_t, 2>{k0 + a0 * part.n[0], 0};
         const auto [at_bin, c] = full.at(j);
-        from.index.back().push_back(at_bin);
-        from.conj.back().push_back(c);
+        from.index.push_back(at_bin);
+        from.conj.push_back(c);
       }
     }
   }
@@ -229,15 +253,13 @@ at::Tensor fold_spectrum(const at::Tensor& Y, const ConvPlan& p) {
 at::Tensor tile_spectrum(const at::Tensor& DYs, const ConvPlan& p) {
   const HalfSpectrum full{p.rank, p.out.fft}, part{p.rank, p.out_folded.fft};
   BinSources from;
-  from.index.emplace_back();
-  from.conj.emplace_back();
   for (int64_t b = 0; b < full.bins(); ++b) {
     const int64_t k0 = p.rank == 2 ? b / full.half() : b, k1 = p.rank == 2 ? b % full.half() : 0;
     const std::array<int64_t, 2> j = p.rank == 2 ? std::array<int64_t, 2>{k0 % part.n[0], k1 % part.n[1]}
                                                  : std::array<int64_t, 2>{k0 % part.n[0], 0};
     const auto [at_bin, c] = part.at(j);
-    from.index[0].push_back(at_bin);
-    from.conj[0].push_back(c);
+    from.index.push_back(at_bin);
+    from.conj.push_back(c);
   }
   return gather_bins(DYs, p.out_folded, full.bins(), from);
 }
