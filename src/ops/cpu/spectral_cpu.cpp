@@ -27,13 +27,15 @@ at::Tensor in_place_real_view(const at::Tensor& spectrum, const FftGeometry& g) 
   return spectrum.view({g.count(), g.fft[0], 2 * (g.fft[1] / 2 + 1)}).narrow(2, 0, g.fft[1]);
 }
 
-// real[:, :m0(, :m1)] = x and zero elsewhere, touching each value once.
+// real[:, :m0(, :m1)] = x and zero elsewhere that the transform reads,
+// touching each value once. 2D: rows m0.. are left as they are, because the
+// transform skips them (cpu::execute_r2c with rows = m0 transforms only the
+// first m0 rows and zeroes the spectrum's others, which are the same memory).
 void copy_padded(const at::Tensor& x, at::Tensor& real, const FftGeometry& g) {
   const int64_t m0 = x.size(1);
   real.narrow(1, 0, m0).narrow(-1, 0, x.size(-1)).copy_(x);
   if (g.rank == 2) {
     if (x.size(2) < g.fft[1]) real.narrow(1, 0, m0).narrow(2, x.size(2), g.fft[1] - x.size(2)).zero_();
-    if (m0 < g.fft[0]) real.narrow(1, m0, g.fft[0] - m0).zero_();
   } else if (m0 < g.fft[0]) {
     real.narrow(1, m0, g.fft[0] - m0).zero_();
   }
