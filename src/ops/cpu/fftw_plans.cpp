@@ -105,9 +105,13 @@ struct Fftw<double> {
 // ones, from the search benchmark (bench_search, one thread): measured 2D
 // plans made Fashion-MNIST search steps 15% faster for 1.5 s of planning, while
 // measuring the 1D plans of a length-1000 search took 30 s, longer than the
-// whole search with estimated plans. DASH_FFTW_PLANNER or set_fft_planner
-// change it.
+// whole search with estimated plans. It also estimates the plans of calls that
+// transform fewer than kMeasureFrom arrays (a depthwise layer's kernels: 16-64
+// arrays, well under a millisecond a call): measuring them took 0.5 of a cold
+// Fashion-MNIST search's 2.6 s of planning, for nothing a step could show.
+// DASH_FFTW_PLANNER or set_fft_planner change it.
 constexpr unsigned kAuto = ~0u;
+constexpr int64_t kMeasureFrom = 256;
 
 unsigned parse_planner(const std::string& v) {
   if (v == "auto") return kAuto;
@@ -126,10 +130,11 @@ std::atomic<unsigned>& planner_setting() {
   return flags;
 }
 
-unsigned planner_flags(int rank) {
+// transforms: how many arrays one call transforms (samples x channels).
+unsigned planner_flags(int rank, int64_t transforms) {
   const unsigned f = planner_setting().load();
   if (f != kAuto) return f;
-  return static_cast<unsigned>(rank == 2 ? FFTW_MEASURE : FFTW_ESTIMATE);
+  return static_cast<unsigned>(rank == 2 && transforms >= kMeasureFrom ? FFTW_MEASURE : FFTW_ESTIMATE);
 }
 
 // Where measured plans are kept between processes (FFTW's wisdom): a
@@ -167,7 +172,7 @@ std::atomic<int64_t> g_planning_us{0};
 // rank, fft0, fft1, channels, layout, forward, unaligned, in place, pass,
 // rows. No batch: a plan transforms one sample's channels and runs once per
 // sample (see run).
-using PlanKey = std::tuple<int, int64_t, int64_t, int64_t, int, bool, bool, bool, int, int64_t>;
+using PlanKey = std::tuple<int, int64_t, int64_t, int64_t, int, bool, bool, bool, int, int64_t, unsigned>;
 
 // A 2D transform whole, or one of its two 1D passes where only the first
 // `rows` rows of the real arrays matter (see run).
@@ -260,11 +265,13 @@ class PlanCache {
     for (auto& kv : plans_) F::destroy(kv.second);
   }
 
-  typename F::Plan get(const FftGeometry& g, bool forward, bool unaligned, bool in_place,
+  // transforms: how many arrays the call transforms (the planner's effort).
+  typename F::Plan get(const FftGeometry& g, bool forward, bool unaligned, bool in_place, int64_t transforms,
                        Pass pass = Pass::kWhole, int64_t rows = 0) {
+    const unsigned flags = planner_flags(g.rank, transforms);
     PlanKey key{g.rank,    g.fft[0],  g.rank == 2 ? g.fft[1] : 1, g.channels,
                 static_cast<int>(g.layout), forward, unaligned, in_place,
-                static_cast<int>(pass), pass == Pass::kRows ? rows : 0};
+                static_cast<int>(pass), pass == Pass::kRows ? rows : 0, flags};
     {
       std::shared_lock<std::shared_mutex> lock(mutex_);
       auto it = plans_.find(key);
@@ -280,7 +287,6 @@ class PlanCache {
       return it->second;
     }
     const auto t0 = std::chrono::steady_clock::now();
-    const unsigned flags = planner_flags(g.rank);
     const std::string dir = wisdom_dir();
     use_wisdom(flags, dir);
     auto plan = pass == Pass::kWhole ? create(g, forward, unaligned, in_place, flags)
@@ -436,6 +442,7 @@ void run(const FftGeometry& g, bool forward, void* in, void* out, int64_t rows) 
   const bool pruned = g.rank == 2 && rows > 0 && rows < g.fft[0];
   FftGeometry one = g;
   one.batch = 1;
+  const int64_t transforms = g.batch * g.channels;
   const int64_t real_values = in_place ? 2 * g.bins() : (pruned ? rows * g.fft[1] : g.real_size());
   const size_t real_bytes = sizeof(T) * static_cast<size_t>(real_values * g.channels);
   const size_t spectrum_bytes = sizeof(typename F::Complex) * static_cast<size_t>(g.bins() * g.channels);
@@ -455,10 +462,10 @@ void run(const FftGeometry& g, bool forward, void* in, void* out, int64_t rows) 
     const bool u = unaligned(b);
     if (plans[u][0]) continue;
     if (pruned) {
-      plans[u][0] = cache<T>().get(one, forward, u, in_place, Pass::kRows, rows);
-      plans[u][1] = cache<T>().get(one, forward, u, in_place, Pass::kColumns);
+      plans[u][0] = cache<T>().get(one, forward, u, in_place, transforms, Pass::kRows, rows);
+      plans[u][1] = cache<T>().get(one, forward, u, in_place, transforms, Pass::kColumns);
     } else {
-      plans[u][0] = cache<T>().get(one, forward, u, in_place);
+      plans[u][0] = cache<T>().get(one, forward, u, in_place, transforms);
     }
   }
   const bool channels_last = g.layout == SpectrumLayout::kChannelsLast;
