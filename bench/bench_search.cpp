@@ -14,7 +14,8 @@
 // line per case: search and plain ms per step, their ratio, steps, how many
 // layers froze and candidates were pruned, whether the rule ended it, and
 // whether measured FFT plans were read from an earlier run (fft_wisdom_read;
-// DASH_FFTW_WISDOM=off measures them afresh, as a machine's first run does).
+// DASH_FFTW_WISDOM=off measures them afresh, as a machine's first run does),
+// and the processor's name.
 
 #include <torch/torch.h>
 
@@ -22,6 +23,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include "ops/cpu/fftw_plans.h"
@@ -78,8 +80,26 @@ Case long_sequence() {
 
 }  // namespace
 
+// The processor's name (the ratio depends on it: one VM's plain step took 100
+// ms, another's 150), from /proc/cpuinfo where there is one.
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) break;
+    std::string name = line.substr(colon + 1);
+    name.erase(0, name.find_first_not_of(' '));
+    for (char& c : name) c = (c == '"' || c == '\\') ? ' ' : c;
+    return name;
+  }
+  return "unknown";
+}
+
 int main(int argc, char** argv) {
   dash::util::tune_malloc_for_training();  // what the C ABI's calls do by default (option tune_malloc)
+  const std::string cpu = cpu_model();
   int threads = 2;
   double budget = 120;
   int64_t plain_steps = 40;
@@ -159,7 +179,7 @@ int main(int argc, char** argv) {
         "\"plain_ms_before\": %.1f, \"plain_ms_after\": %.1f, \"search_over_plain\": %.2f, \"mixing_steps\": %lld, \"mixing_over_plain\": %.2f, \"after_over_plain\": %.2f, \"search_steps\": %lld, \"search_s\": %.1f, "
         "\"stopped_early\": %s, \"layers_frozen\": %lld, \"layers\": %zu, \"pruned\": %lld, "
         "\"cost_model_s\": %.1f, \"fft_plans\": %lld, \"fft_planning_s\": %.1f, \"fft_planner\": \"%s\", "
-        "\"fft_wisdom_read\": %s}\n",
+        "\"fft_wisdom_read\": %s, \"cpu\": \"%s\"}\n",
         c.name.c_str(), threads, static_cast<long long>(warmup_steps), search_ms, plain_ms, plain_before, plain_after, search_ms / plain_ms,
         static_cast<long long>(n_mix), mixing_ms / plain_ms, after_ms / plain_ms,
         static_cast<long long>(s["steps_done"].get<int64_t>()), s["seconds"].get<double>(),
@@ -167,7 +187,7 @@ int main(int argc, char** argv) {
         s["frozen_at_step"].size(), static_cast<long long>(s["pruned_candidates"].get<int64_t>()),
         out.report["costs"]["seconds"].get<double>(),
         static_cast<long long>(plans1.created - plans0.created), plans1.planning_s - plans0.planning_s,
-        dash::ops::cpu::fft_planner().c_str(), plans1.wisdom_read > 0 ? "true" : "false");
+        dash::ops::cpu::fft_planner().c_str(), plans1.wisdom_read > 0 ? "true" : "false", cpu.c_str());
     std::fflush(stdout);
   }
   return 0;
