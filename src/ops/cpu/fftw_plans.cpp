@@ -289,8 +289,10 @@ class PlanCache {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string dir = wisdom_dir();
     use_wisdom(flags, dir);
-    auto plan = pass == Pass::kWhole ? create(g, forward, unaligned, in_place, flags)
-                                     : create_pass(g, forward, unaligned, in_place, flags, pass, rows);
+    F::set_timelimit(10.0);
+    const unsigned plan_flags = flags | (unaligned ? FFTW_UNALIGNED : 0u);
+    auto plan = pass == Pass::kWhole ? create(g, forward, in_place, plan_flags)
+                                     : create_pass(g, forward, in_place, plan_flags, pass, rows);
     if (flags != static_cast<unsigned>(FFTW_ESTIMATE) && !dir.empty()) save_wisdom(dir);
     g_planning_us += std::chrono::duration_cast<std::chrono::microseconds>(
                          std::chrono::steady_clock::now() - t0).count();
@@ -333,37 +335,39 @@ class PlanCache {
     }
   }
 
-  typename F::Plan create(const FftGeometry& g, bool forward, bool unaligned, bool in_place,
-                          unsigned flags) {
-    F::set_timelimit(10.0);
+  // Planning with FFTW_MEASURE overwrites its arrays, so each plan gets its
+  // own, zeroed: a spectrum of `bins` complex values and a real array of
+  // `reals` values (none for 0: the transform is in place).
+  struct Scratch {
+    std::unique_ptr<void, void (*)(void*)> spectrum{nullptr, F::free}, real{nullptr, F::free};
+    Scratch(int64_t bins, int64_t reals) {
+      const size_t spectrum_bytes = sizeof(typename F::Complex) * static_cast<size_t>(bins);
+      const size_t real_bytes = sizeof(T) * static_cast<size_t>(reals);
+      spectrum.reset(F::malloc(spectrum_bytes));
+      if (reals > 0) real.reset(F::malloc(real_bytes));
+      if (!spectrum || (reals > 0 && !real)) throw std::bad_alloc();
+      std::memset(spectrum.get(), 0, spectrum_bytes);
+      if (reals > 0) std::memset(real.get(), 0, real_bytes);
+    }
+    typename F::Complex* complex_values() { return static_cast<typename F::Complex*>(spectrum.get()); }
+    T* real_values() { return static_cast<T*>(real ? real.get() : spectrum.get()); }
+  };
 
+  // flags: the planner's, FFTW_UNALIGNED included where it applies.
+  typename F::Plan create(const FftGeometry& g, bool forward, bool in_place, unsigned flags) {
     if (g.count() <= 0) throw std::invalid_argument("FFT of an empty batch");
     if (in_place && g.layout != SpectrumLayout::kTransformMajor) {
       throw std::invalid_argument("in-place FFTs need the transform-major layout");
     }
     const auto layout = guru_layout<typename F::Dim>(g, in_place);
-
-    // Planning with FFTW_MEASURE overwrites its arrays, so it gets its own.
-    const size_t cplx_bytes = sizeof(typename F::Complex) * static_cast<size_t>(g.bins() * g.count());
-    const size_t real_bytes =
-        in_place ? 0 : sizeof(T) * static_cast<size_t>(g.real_size() * g.count());
-    std::unique_ptr<void, void (*)(void*)> cbuf(F::malloc(cplx_bytes), F::free);
-    std::unique_ptr<void, void (*)(void*)> rbuf(in_place ? nullptr : F::malloc(real_bytes),
-                                                F::free);
-    if (!cbuf || (!in_place && !rbuf)) throw std::bad_alloc();
-    std::memset(cbuf.get(), 0, cplx_bytes);
-    if (!in_place) std::memset(rbuf.get(), 0, real_bytes);
-    void* real_ptr = in_place ? cbuf.get() : rbuf.get();
-
-    flags |= unaligned ? FFTW_UNALIGNED : 0u;
+    Scratch scratch(g.bins() * g.count(), in_place ? 0 : g.real_size() * g.count());
     typename F::Plan plan;
     if (forward) {
-      plan = F::plan_r2c(g.rank, layout.dims, 2, layout.loops, static_cast<T*>(real_ptr),
-                         static_cast<typename F::Complex*>(cbuf.get()), flags);
+      plan = F::plan_r2c(g.rank, layout.dims, 2, layout.loops, scratch.real_values(), scratch.complex_values(),
+                         flags);
     } else {
       const auto inv = inverse_of(layout);
-      plan = F::plan_c2r(g.rank, inv.dims, 2, inv.loops,
-                         static_cast<typename F::Complex*>(cbuf.get()), static_cast<T*>(real_ptr),
+      plan = F::plan_c2r(g.rank, inv.dims, 2, inv.loops, scratch.complex_values(), scratch.real_values(),
                          flags | FFTW_DESTROY_INPUT);
     }
     if (!plan) {
@@ -375,23 +379,14 @@ class PlanCache {
     return plan;
   }
 
-  typename F::Plan create_pass(const FftGeometry& g, bool forward, bool unaligned, bool in_place,
-                               unsigned flags, Pass pass, int64_t rows) {
-    F::set_timelimit(10.0);
+  typename F::Plan create_pass(const FftGeometry& g, bool forward, bool in_place, unsigned flags, Pass pass,
+                               int64_t rows) {
     int loops = 0;
     const auto layout = pass_layout<typename F::Dim>(g, in_place, pass, rows, &loops);
-    // Planning with FFTW_MEASURE overwrites its arrays, so it gets its own.
-    const size_t cplx_bytes = sizeof(typename F::Complex) * static_cast<size_t>(g.bins() * g.channels);
     const bool real_buffer = pass == Pass::kRows && !in_place;
-    const size_t real_bytes = real_buffer ? sizeof(T) * static_cast<size_t>(rows * g.fft[1] * g.channels) : 0;
-    std::unique_ptr<void, void (*)(void*)> cbuf(F::malloc(cplx_bytes), F::free);
-    std::unique_ptr<void, void (*)(void*)> rbuf(real_buffer ? F::malloc(real_bytes) : nullptr, F::free);
-    if (!cbuf || (real_buffer && !rbuf)) throw std::bad_alloc();
-    std::memset(cbuf.get(), 0, cplx_bytes);
-    if (real_buffer) std::memset(rbuf.get(), 0, real_bytes);
-    auto* spectrum = static_cast<typename F::Complex*>(cbuf.get());
-    T* real = real_buffer ? static_cast<T*>(rbuf.get()) : static_cast<T*>(cbuf.get());
-    flags |= unaligned ? FFTW_UNALIGNED : 0u;
+    Scratch scratch(g.bins() * g.channels, real_buffer ? rows * g.fft[1] * g.channels : 0);
+    auto* spectrum = scratch.complex_values();
+    T* real = scratch.real_values();
     typename F::Plan plan;
     if (pass == Pass::kColumns) {
       plan = F::plan_c2c(1, layout.dims, loops, layout.loops, spectrum, spectrum,
