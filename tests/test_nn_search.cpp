@@ -749,7 +749,7 @@ TEST(Training, ANonFiniteLossStepsBackAtALowerRate) {
   for (auto* split : {&data.train, &data.valid, &data.test}) {
     split->y = (split->x.select(1, 0).select(1, 10) * split->x.select(1, 0).select(1, 34) * 10).unsqueeze(1);
   }
-  auto train = [&](double lr, int64_t retries) {
+  auto train = [&](double lr, int64_t retries, const dash::train::ProgressFn& progress = nullptr) {
     dash::nn::Backbone net = small_plain_resnet1d(spec);
     dash::train::StageOptions to;
     to.epochs = 3;
@@ -758,7 +758,7 @@ TEST(Training, ANonFiniteLossStepsBackAtALowerRate) {
     to.seed = 9;
     to.hp.lr = lr;
     to.diverge_retries = retries;
-    auto r = dash::train::run_stage(net, spec, data, to, nullptr);
+    auto r = dash::train::run_stage(net, spec, data, to, progress);
     for (const auto& p : net->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
     return r;
   };
@@ -772,8 +772,33 @@ TEST(Training, ANonFiniteLossStepsBackAtALowerRate) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("lower the learning rate"), std::string::npos) << e.what();
   }
-  const auto r = train(kHigh, 3);
+  // Progress goes back only where the weights did, and that event says why:
+  // one note per step back (two in a row, with no step between, share an
+  // event).
+  std::vector<dash::train::Progress> events;
+  const auto r = train(kHigh, 3, [&](const dash::train::Progress& p) {
+    events.push_back(p);
+    return true;
+  });
+  int64_t went_back = 0, notes = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const auto& b = events[i];
+    const bool note = b.warning.find("stepped back to") != std::string::npos;
+    for (size_t at = b.warning.find("stepped back to"); at != std::string::npos;
+         at = b.warning.find("stepped back to", at + 1)) {
+      ++notes;
+    }
+    if (i == 0) continue;
+    const auto& a = events[i - 1];
+    if (std::make_pair(b.epoch, b.step) < std::make_pair(a.epoch, a.step)) {
+      ++went_back;
+      EXPECT_TRUE(note) << "epoch " << a.epoch << " step " << a.step << " -> epoch " << b.epoch << " step "
+                        << b.step << " without a note: '" << b.warning << "'";
+    }
+  }
   ASSERT_GE(r.lr_backoffs, 1);
+  EXPECT_GE(went_back, 1);
+  EXPECT_EQ(notes, r.lr_backoffs);
   EXPECT_NEAR(r.lr_scale, std::pow(dash::train::kDivergeBackoff, static_cast<double>(r.lr_backoffs)), 1e-12);
   ASSERT_EQ(r.history.size(), 3u);
   for (size_t i = 0; i < r.history.size(); ++i) {

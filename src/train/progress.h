@@ -19,7 +19,11 @@ struct Progress {
   double eta_s = 0;      // estimated seconds left in the stage
   // The stage's warning (e.g. its budget affords too few steps to learn), on
   // the first event after it arose; "" otherwise. An event with step 0 comes
-  // before the stage's first step and only carries a warning.
+  // before the stage's first step and only carries a warning. After a step
+  // back from a non-finite loss (the stage's diverge_retries) epoch and step
+  // count again from where the weights went back to, and the first event
+  // after it says so here ("...: the training loss became non-finite in
+  // epoch E: stepped back to ...").
   std::string warning;
 };
 

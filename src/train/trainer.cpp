@@ -575,12 +575,19 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
                      "(max_train), or a narrower network (width)";
   };
 
-  // Every event carries the warning once, on the first after it arose.
+  // Every event carries the warning once, on the first after it arose, and
+  // the notes of the steps back since the last event (its epoch and step
+  // then count from where the weights went back to, below the last event's).
   bool warning_sent = false;
+  std::string step_back_note;
   auto send = [&](Progress& p) {
     if (!warning_sent && !result.warning.empty()) {
       p.warning = result.warning;
       warning_sent = true;
+    }
+    if (!step_back_note.empty()) {
+      p.warning += (p.warning.empty() ? "" : "; ") + step_back_note;
+      step_back_note.clear();
     }
     if (!progress(p)) {
       if (comm == nullptr) throw Cancelled();
@@ -780,6 +787,7 @@ StageResult run_stage(nn::Backbone& model, const task::TaskSpec& spec, const tas
                     static_cast<long long>(epoch), again ? "the stage's start" : "the epoch's start",
                     opt.hp.lr * s.lr_scale);
       backoff_notes += (backoff_notes.empty() ? "" : "; ") + std::string(note);
+      step_back_note += (step_back_note.empty() ? "" : "; ") + opt.stage + ": " + note;
       epoch = s.epochs_done;  // the loop's next epoch is the one after the weights stepped back to
       continue;
     }
