@@ -150,7 +150,10 @@ typedef struct dash_progress {
   /* Appended within ABI 2 (check size before reading): a warning about
    * the stage, e.g. that its budget affords too few steps to learn much, on
    * the first event after it arose (the same text ends up in the report);
-   * NULL on every other event. Valid during the callback only. */
+   * NULL on every other event. Also, where a non-finite loss made the stage
+   * step back to an earlier epoch's weights (its epoch and step then count
+   * again from there, below the last event's), the first event after says so
+   * ("...: stepped back to ..."). Valid during the callback only. */
   const char *warning;
 } dash_progress;
 
