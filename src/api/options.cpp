@@ -282,7 +282,8 @@ const std::vector<OptionDef>& table() {
                   within(0, false, 1, false), "share of time_budget_s given to the guard and the grid"),
       both("fft_planner", "string", [](auto& c) -> auto& { return c.runtime.fft_planner; },
            {"auto", "estimate", "measure", "patient"}, {},
-           "FFTW planning: auto measures 2D plans and estimates 1D ones (fastest searches measured); "
+           "FFTW planning: auto measures 2D plans of calls with 256 or more arrays and estimates the rest (fastest "
+           "searches measured); "
            "estimate is bit-reproducible between processes"),
       both("fft_wisdom", "string", [](auto& c) -> auto& { return c.runtime.fft_wisdom; }, {}, {},
            "directory where measured FFT plans are kept for later processes (FFTW wisdom): auto is "

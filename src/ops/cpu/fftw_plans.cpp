@@ -107,7 +107,7 @@ struct Fftw<double> {
 // measuring the 1D plans of a length-1000 search took 30 s, longer than the
 // whole search with estimated plans. It also estimates the plans of calls that
 // transform fewer than kMeasureFrom arrays (a depthwise layer's kernels: 16-64
-// arrays, well under a millisecond a call): measuring them took 0.5 of a cold
+// arrays, well under a millisecond a call): measuring them took 0.5 s of a cold
 // Fashion-MNIST search's 2.6 s of planning, for nothing a step could show.
 // DASH_FFTW_PLANNER or set_fft_planner change it.
 constexpr unsigned kAuto = ~0u;
@@ -170,7 +170,7 @@ std::atomic<int64_t> g_reused{0};
 std::atomic<int64_t> g_planning_us{0};
 
 // rank, fft0, fft1, channels, layout, forward, unaligned, in place, pass,
-// rows. No batch: a plan transforms one sample's channels and runs once per
+// rows, planner flags (auto plans small calls with less effort). No batch: a plan transforms one sample's channels and runs once per
 // sample (see run).
 using PlanKey = std::tuple<int, int64_t, int64_t, int64_t, int, bool, bool, bool, int, int64_t, unsigned>;
 
