@@ -78,8 +78,6 @@ Case long_sequence() {
   return c;
 }
 
-}  // namespace
-
 // The processor's name (the ratio depends on it: one VM's plain step took 100
 // ms, another's 150), from /proc/cpuinfo where there is one.
 std::string cpu_model() {
@@ -96,6 +94,8 @@ std::string cpu_model() {
   }
   return "unknown";
 }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   dash::util::tune_malloc_for_training();  // what the C ABI's calls do by default (option tune_malloc)
